@@ -1,0 +1,307 @@
+"""The schema of spinboot.yaml, as pydantic models.
+
+Field names in the file are camelCase (as Kubernetes and Halyard write them); attributes here are snake_case.
+Every model forbids unknown keys so a typo is an error, never silently ignored. Rules that involve a single
+field live here as validators; rules across fields (uniqueness, system namespaces) live in ``rules.py`` so that
+they can name the exact field that is wrong.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+from . import names
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        frozen=True,
+        str_strip_whitespace=False,
+    )
+
+
+def _check(pattern: re.Pattern[str], what: str, allowed: str):
+    def validate(value: str) -> str:
+        if not pattern.fullmatch(value):
+            raise ValueError(f"{value!r} is not a valid {what} ({allowed})")
+        return value
+
+    return AfterValidator(validate)
+
+
+def _project_id(value: str) -> str:
+    problem = names.project_id_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _bucket(value: str) -> str:
+    problem = names.bucket_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _cidr(value: str) -> str:
+    try:
+        net = ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a valid CIDR block ({exc}; allowed: an address/prefix such as 203.0.113.0/24 "
+                         "with no host bits set)") from None
+    if net.version != 4:
+        raise ValueError(f"{value!r}: GKE authorized networks take IPv4 CIDR blocks only (allowed: e.g. 203.0.113.0/24)")
+    return value
+
+
+def _https_url(value: str) -> str:
+    if not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/%-]*)?", value):
+        raise ValueError(f"{value!r} is not a URL (allowed: http(s)://host[:port][/path], no query or spaces)")
+    return value
+
+
+ProjectId = Annotated[str, AfterValidator(_project_id)]
+BucketName = Annotated[str, AfterValidator(_bucket)]
+ClusterName = Annotated[str, _check(names.GKE_NAME, "GKE name", names.GKE_NAME_ALLOWED)]
+Location = Annotated[str, _check(names.LOCATION, "GCP location", "a region such as us-central1 or a zone such as us-central1-b")]
+K8sName = Annotated[str, _check(names.DNS1123_LABEL, "Kubernetes name", names.DNS1123_ALLOWED)]
+AccountName = Annotated[str, _check(names.ACCOUNT, "Spinnaker account name", names.ACCOUNT_ALLOWED)]
+ServiceAccountId = Annotated[str, _check(names.SA_ID, "service account ID", names.SA_ID_ALLOWED)]
+PubSubName = Annotated[str, _check(names.PUBSUB_NAME, "Pub/Sub name", names.PUBSUB_ALLOWED)]
+Cidr = Annotated[str, AfterValidator(_cidr)]
+Url = Annotated[str, AfterValidator(_https_url)]
+Quantity = Annotated[str, _check(names.QUANTITY, "Kubernetes resource quantity", "e.g. 8Gi, 12Gi, 2, 1500m")]
+MachineType = Annotated[str, _check(names.MACHINE_TYPE, "machine type", "e.g. e2-highmem-4, n2-highmem-8")]
+Hostname = Annotated[str, _check(names.HOSTNAME, "registry address", "a host name such as us-docker.pkg.dev, optionally :port")]
+Repository = Annotated[str, _check(names.REPOSITORY, "repository path", "lowercase path such as acme/tasks")]
+Image = Annotated[str, _check(names.IMAGE, "container image", "registry/path:tag or registry/path@sha256:digest")]
+Version = Annotated[str, AfterValidator(names.check_spinnaker_version)]
+LabelValue = Annotated[str, _check(names.LABEL_VALUE, "label value", "up to 63 lowercase letters, digits, - and _")]
+LabelKey = Annotated[str, _check(names.LABEL_KEY, "label key", "lowercase letter first, then up to 62 lowercase letters, digits, - and _")]
+
+
+class Autoscaling(Model):
+    min_node_count: int = Field(ge=0, le=1000, description="Smallest node count the autoscaler may choose.")
+    max_node_count: int = Field(ge=1, le=1000, description="Largest node count the autoscaler may choose.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Autoscaling":
+        if self.min_node_count > self.max_node_count:
+            raise ValueError(f"minNodeCount {self.min_node_count} is larger than maxNodeCount {self.max_node_count} "
+                             "(allowed: minNodeCount <= maxNodeCount)")
+        return self
+
+
+class NodePool(Model):
+    name: ClusterName = Field("spinnaker-pool", description="Node pool name.")
+    machine_type: MachineType = Field(
+        "e2-highmem-4",
+        description="Machine type. High-memory: clouddriver runs out of memory on standard nodes without failing a "
+                    "health check.")
+    node_count: int = Field(2, ge=1, le=100, description="Nodes per zone of the pool.")
+    disk_size_gb: int = Field(100, ge=10, le=65536, description="Boot disk size of each node, GB.")
+    autoscaling: Autoscaling | None = Field(None, description="Optional node autoscaling bounds.")
+
+
+class AuthorizedNetwork(Model):
+    name: Annotated[str, Field(min_length=1, max_length=64)] = Field(description="Display name of the network.")
+    cidr: Cidr = Field(description="IPv4 CIDR block allowed to reach the control plane.")
+
+
+class Cluster(Model):
+    name: ClusterName = Field(description="Name of the GKE cluster Spinnaker runs in.")
+    location: Location = Field(description="Zone (zonal cluster) or region (regional cluster).")
+    release_channel: Literal["RAPID", "REGULAR", "STABLE", "EXTENDED"] = Field(
+        "STABLE", description="GKE release channel.")
+    node_pool: NodePool = Field(default_factory=NodePool, description="The node pool Spinnaker's pods run on.")
+    private_nodes: bool = Field(False, description="Nodes get internal IP addresses only.")
+    master_ipv4_cidr_block: Cidr | None = Field(
+        None, description="A /28 for the control plane's private endpoint; required when privateNodes is true.")
+    authorized_networks: list[AuthorizedNetwork] = Field(
+        default_factory=list, description="Networks allowed to reach the control plane. Empty: authorized networks off.")
+    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict, description="Resource labels on the cluster.")
+
+    @property
+    def regional(self) -> bool:
+        return names.is_region(self.location)
+
+
+class Halyard(Model):
+    image: Image | None = Field(
+        None,
+        description="Halyard image. Default: ghcr.io/spinnaker/halyard:<version> for 2026.1.0 and later. The old "
+                    "us-docker.pkg.dev/spinnaker-community image is frozen.")
+    namespace: K8sName = Field("halyard", description="Namespace of the Halyard StatefulSet.")
+    storage_size: Quantity = Field("10Gi", description="Size of the volume holding ~/.hal.")
+
+
+class Storage(Model):
+    bucket: BucketName = Field(description="GCS bucket for front50 (pipelines, applications) and backups.")
+    location: Annotated[str, Field(min_length=2, max_length=40, pattern=r"^[A-Za-z0-9-]+$")] = Field(
+        "us", description="Bucket location (multi-region such as us, or a region).")
+    project: ProjectId | None = Field(None, description="Project of the bucket; defaults to the top-level project.")
+    root_folder: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,100}$")] = Field(
+        "front50", description="Folder inside the bucket for front50's objects.")
+
+
+class Iap(Model):
+    audience: Annotated[str, Field(pattern=r"^/projects/[0-9]+/global/backendServices/[0-9]+$")] = Field(
+        description="IAP audience: /projects/PROJECT_NUMBER/global/backendServices/SERVICE_ID.")
+
+
+class Exposure(Model):
+    ui_url: Url = Field(description="URL users open for Deck (hal config security ui edit --override-base-url).")
+    api_url: Url = Field(description="URL of Gate (hal config security api edit --override-base-url).")
+    behind_google_load_balancer: bool = Field(
+        True, description="Gate sits behind Google's HTTPS load balancer: trust its forwarded headers.")
+    trusted_proxies: list[Cidr] = Field(
+        default_factory=lambda: list(names.DEFAULT_TRUSTED_PROXIES),
+        description="Addresses whose X-Forwarded-* headers Gate trusts: Google's front ends (35.191.0.0/16, "
+                    "130.211.0.0/22) and the private ranges load-balanced traffic arrives from.")
+    iap: Iap | None = Field(None, description="Identity-Aware Proxy in front of Gate.")
+
+
+class ContainerSizing(Model):
+    requests_memory: Quantity | None = None
+    limits_memory: Quantity | None = None
+    requests_cpu: Quantity | None = None
+    limits_cpu: Quantity | None = None
+    replicas: int | None = Field(None, ge=1, le=20)
+
+
+class Clouddriver(Model):
+    sizing: ContainerSizing = Field(
+        default_factory=lambda: ContainerSizing(requests_memory="8Gi", limits_memory="12Gi", requests_cpu="1"),
+        description="clouddriver's container resources. Out-of-memory reports range from 6 to 12 GiB.")
+    poll_interval_seconds: int = Field(
+        30, ge=5, le=3600,
+        description="Global caching-agent poll interval (redis.poll.intervalSeconds and "
+                    "sql.agent.poll.intervalSeconds in clouddriver-local.yml).")
+
+
+class ArtifactAccountGcs(Model):
+    name: AccountName = Field(description="Spinnaker artifact account name.")
+
+
+class SecretRef(Model):
+    name: K8sName = Field(description="Kubernetes Secret in the Halyard namespace.")
+    key: Annotated[str, Field(pattern=r"^[-._a-zA-Z0-9]{1,253}$")] = Field("token", description="Key in the Secret.")
+
+
+class ArtifactAccountGithub(Model):
+    name: AccountName = Field(description="Spinnaker artifact account name.")
+    token_secret: SecretRef = Field(
+        description="Secret holding the GitHub token; mounted into the Halyard pod, never written by spinboot.")
+
+
+class Artifacts(Model):
+    gcs: list[ArtifactAccountGcs] = Field(default_factory=list, description="GCS artifact accounts (Workload Identity).")
+    github: list[ArtifactAccountGithub] = Field(default_factory=list, description="GitHub artifact accounts.")
+
+
+class Spinnaker(Model):
+    version: Version = Field(description="Spinnaker version: calendar (2026.2.3) or 1.x.y.")
+    namespace: K8sName = Field("spinnaker", description="Namespace Spinnaker's services run in.")
+    deploy_account: AccountName = Field(
+        "spinnaker-install",
+        description="Name of the in-cluster Kubernetes account for Spinnaker's own namespace (used by hal deploy).")
+    halyard: Halyard = Field(default_factory=Halyard, description="The Halyard pod.")
+    storage: Storage = Field(description="Persistent storage (GCS).")
+    service_account: ServiceAccountId = Field(
+        "spinnaker", description="ID of Spinnaker's Google service account, bound to its pods by Workload Identity.")
+    exposure: Exposure = Field(description="How users and tools reach Deck and Gate.")
+    clouddriver: Clouddriver = Field(default_factory=Clouddriver, description="clouddriver sizing and caching.")
+    artifacts: Artifacts = Field(default_factory=Artifacts, description="Artifact accounts.")
+
+
+class GkeRef(Model):
+    project: ProjectId = Field(description="Project of the target cluster.")
+    location: Location = Field(description="Zone or region of the target cluster.")
+    cluster: ClusterName = Field(description="Name of the target cluster.")
+
+
+class KubeconfigRef(Model):
+    path: Annotated[str, Field(min_length=1, max_length=4096)] = Field(
+        description="Path of a kubeconfig on the machine running spinboot (used only to apply RBAC).")
+    context: Annotated[str, Field(min_length=1, max_length=253)] = Field(description="Context in that kubeconfig.")
+
+
+class TargetServiceAccount(Model):
+    name: K8sName = Field("spinnaker", description="Spinnaker's Kubernetes service account in the target.")
+    namespace: K8sName = Field("spinnaker", description="Namespace of that service account.")
+
+
+class Target(Model):
+    name: AccountName = Field(description="Spinnaker Kubernetes account name for this cluster.")
+    gke: GkeRef | None = Field(None, description="The target is a GKE cluster.")
+    kubeconfig: KubeconfigRef | None = Field(None, description="The target is reached through a kubeconfig.")
+    namespaces: Annotated[list[K8sName], Field(min_length=1, max_length=500)] = Field(
+        description="Namespaces Spinnaker may deploy to; it gets a RoleBinding in each and nothing elsewhere.")
+    service_account: TargetServiceAccount = Field(
+        default_factory=TargetServiceAccount, description="Spinnaker's own service account in this cluster.")
+    cache_interval_seconds: int | None = Field(
+        None, ge=30, le=86400, description="Caching interval of this Kubernetes account (clouddriver default 30).")
+    dangerously_allow_system_namespaces: bool = Field(
+        False, description="Allow kube-system, kube-public, kube-node-lease, gke-* and gmp-* in namespaces. Dangerous.")
+
+    @model_validator(mode="after")
+    def _one_access(self) -> "Target":
+        if (self.gke is None) == (self.kubeconfig is None):
+            raise ValueError("set exactly one of gke or kubeconfig (allowed: gke: {project, location, cluster} "
+                             "or kubeconfig: {path, context})")
+        return self
+
+
+class Subscription(Model):
+    name: PubSubName = Field("spinnaker-gcr", description="Subscription ID on the registry project's gcr topic.")
+    ack_deadline_seconds: int = Field(60, ge=10, le=600, description="Ack deadline, 10 to 600 seconds.")
+    message_retention_seconds: int = Field(
+        604800, ge=600, le=604800, description="How long unacknowledged messages are kept (10 minutes to 7 days).")
+
+
+class Registry(Model):
+    name: AccountName = Field(description="Spinnaker name of this registry (docker-registry account and subscription).")
+    project: ProjectId = Field(description="Project whose gcr topic announces pushes (projects/P/topics/gcr).")
+    address: Hostname = Field(description="Registry host, e.g. us-docker.pkg.dev or gcr.io.")
+    repositories: list[Repository] = Field(
+        default_factory=list, description="Repositories to index, listed explicitly (no catalog crawling).")
+    cache_interval_seconds: int = Field(
+        600, ge=30, le=86400,
+        description="How often clouddriver polls the registry. Google's registries answer fast polling with 429s.")
+    subscription: Subscription = Field(default_factory=Subscription, description="The Pub/Sub subscription for Spinnaker.")
+    docker_registry_account: bool = Field(
+        True, description="Also add a docker-registry account (needs repositories).")
+
+
+class SpinbootConfig(Model):
+    """The whole spinboot.yaml."""
+
+    project: ProjectId = Field(description="GCP project of the Spinnaker cluster.")
+    cluster: Cluster = Field(description="The GKE cluster Spinnaker runs in.")
+    spinnaker: Spinnaker = Field(description="Spinnaker itself.")
+    targets: list[Target] = Field(default_factory=list, description="Clusters Spinnaker deploys to.")
+    registries: list[Registry] = Field(default_factory=list, description="Registries: image-push triggers and accounts.")
+
+    @property
+    def service_account_email(self) -> str:
+        return f"{self.spinnaker.service_account}@{self.project}.iam.gserviceaccount.com"
+
+    @property
+    def workload_pool(self) -> str:
+        return f"{self.project}.svc.id.goog"
+
+    @property
+    def storage_project(self) -> str:
+        return self.spinnaker.storage.project or self.project
+
+    @property
+    def halyard_image(self) -> str:
+        return self.spinnaker.halyard.image or names.default_halyard_image(self.spinnaker.version)

@@ -1,0 +1,183 @@
+"""Rules across fields of a shape-valid spinboot file. Each finding names the exact field it is about."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections import defaultdict
+from typing import TYPE_CHECKING
+
+from . import names
+from .model import SpinbootConfig
+
+if TYPE_CHECKING:
+    from .loader import Problem, _Positions
+
+# Spinnaker's docs ask for at least 18 GB and 6 cores for the cluster; clouddriver alone has been seen using 6-12 GiB.
+MIN_CLUSTER_MEMORY_GB = 18
+MIN_CLUSTER_VCPU = 6
+# Memory per vCPU of common GCE families (https://cloud.google.com/compute/docs/general-purpose-machines,
+# https://cloud.google.com/compute/docs/memory-optimized-machines). Used only to warn, never to refuse.
+_GB_PER_VCPU = {"standard": 4, "highmem": 8, "highcpu": 1, "megamem": 14, "ultramem": 24}
+
+
+def machine_shape(machine_type: str) -> tuple[int, float] | None:
+    """(vCPUs, GB) of a predefined machine type such as e2-highmem-4, or None when unknown."""
+    m = re.fullmatch(r"(?:e2|n1|n2|n2d|n4|c2|c2d|c3|c3d|c4|t2d|m1|m2|m3)-(standard|highmem|highcpu|megamem|ultramem)-([0-9]+)",
+                     machine_type)
+    if not m:
+        return None
+    vcpu = int(m[2])
+    gb = _GB_PER_VCPU[m[1]] * vcpu
+    if machine_type.startswith("n1-"):
+        gb = {"standard": 3.75, "highmem": 6.5, "highcpu": 0.9}.get(m[1], gb / vcpu) * vcpu
+    return vcpu, gb
+
+
+def check_rules(cfg: SpinbootConfig, pos: "_Positions") -> list["Problem"]:
+    out: list[Problem] = []
+
+    def err(path, message):
+        out.append(pos.problem(tuple(path), message))
+
+    def warn(path, message):
+        out.append(pos.problem(tuple(path), message, severity="warning"))
+
+    # --- cluster ------------------------------------------------------------------------------------------------
+    c = cfg.cluster
+    if c.private_nodes:
+        if c.master_ipv4_cidr_block is None:
+            err(("cluster", "privateNodes"), "privateNodes is true but masterIpv4CidrBlock is not set "
+                                             "(allowed: add cluster.masterIpv4CidrBlock, a /28 such as 172.16.0.32/28)")
+        elif ipaddress.ip_network(c.master_ipv4_cidr_block).prefixlen != 28:
+            err(("cluster", "masterIpv4CidrBlock"), f"{c.master_ipv4_cidr_block!r} is not a /28 (allowed: a /28 block)")
+    elif c.master_ipv4_cidr_block is not None:
+        err(("cluster", "masterIpv4CidrBlock"), "set only with privateNodes: true (allowed: remove it, or set privateNodes)")
+    seen_net: dict[str, int] = {}
+    for i, net in enumerate(c.authorized_networks):
+        if net.cidr in seen_net:
+            err(("cluster", "authorizedNetworks", i, "cidr"),
+                f"{net.cidr} is already listed at authorizedNetworks[{seen_net[net.cidr]}] (allowed: each block once)")
+        seen_net.setdefault(net.cidr, i)
+    pool = c.node_pool
+    if pool.autoscaling and not (pool.autoscaling.min_node_count <= pool.node_count <= pool.autoscaling.max_node_count):
+        err(("cluster", "nodePool", "nodeCount"),
+            f"nodeCount {pool.node_count} is outside autoscaling bounds {pool.autoscaling.min_node_count}.."
+            f"{pool.autoscaling.max_node_count} (allowed: minNodeCount <= nodeCount <= maxNodeCount)")
+    shape = machine_shape(pool.machine_type)
+    if shape:
+        vcpu, gb = shape
+        zones = 3 if c.regional else 1
+        total_gb, total_cpu = gb * pool.node_count * zones, vcpu * pool.node_count * zones
+        if "highmem" not in pool.machine_type and "megamem" not in pool.machine_type and "ultramem" not in pool.machine_type:
+            warn(("cluster", "nodePool", "machineType"),
+                 f"{pool.machine_type} is not a high-memory type: clouddriver has run out of memory on standard nodes "
+                 "without failing a health check (allowed, but e2-highmem-4 or larger is recommended)")
+        if total_gb < MIN_CLUSTER_MEMORY_GB or total_cpu < MIN_CLUSTER_VCPU:
+            warn(("cluster", "nodePool", "nodeCount"),
+                 f"the pool has {total_cpu} vCPU and {total_gb:g} GB in all; Spinnaker asks for at least "
+                 f"{MIN_CLUSTER_VCPU} vCPU and {MIN_CLUSTER_MEMORY_GB} GB (recommended: 2 x e2-highmem-4)")
+
+    # --- spinnaker ----------------------------------------------------------------------------------------------
+    s = cfg.spinnaker
+    version = names.SpinnakerVersion(s.version)
+    if version.halyard_unsupported:
+        warn(("spinnaker", "version"),
+             f"Spinnaker {s.version} is deployed with Halyard, which upstream stopped supporting in 2026.1.0 "
+             "(allowed; kustomize is the supported install from 2026.1 on)")
+    image = cfg.halyard_image
+    if image.startswith(names.FROZEN_HALYARD_REPOSITORY) and version.images_on_ghcr:
+        warn(("spinnaker", "halyard", "image"),
+             f"{image} comes from the frozen community registry; {s.version} images are on {names.GHCR} "
+             f"(recommended: {names.default_halyard_image(s.version)})")
+    e = s.exposure
+    if e.iap and not e.behind_google_load_balancer:
+        err(("spinnaker", "exposure", "iap"), "IAP works only behind Google's load balancer "
+                                              "(allowed: set behindGoogleLoadBalancer: true, or remove iap)")
+    if e.behind_google_load_balancer:
+        for key, url in (("uiUrl", e.ui_url), ("apiUrl", e.api_url)):
+            if url.startswith("http://"):
+                warn(("spinnaker", "exposure", key),
+                     f"{url} is plain http behind Google's HTTPS load balancer (recommended: https://)")
+        trusted = [ipaddress.ip_network(n) for n in e.trusted_proxies]
+        for rng in names.GOOGLE_FRONT_END_RANGES:
+            if not any(ipaddress.ip_network(rng).subnet_of(t) for t in trusted):
+                warn(("spinnaker", "exposure", "trustedProxies"),
+                     f"{rng} (Google's front ends) is not trusted: Gate will ignore the load balancer's "
+                     "X-Forwarded-Proto and redirect to http:// (recommended: include it)")
+    for where, ns in ((("spinnaker", "namespace"), s.namespace), (("spinnaker", "halyard", "namespace"), s.halyard.namespace)):
+        if names.is_system_namespace(ns):
+            err(where, f"{ns!r} is a system namespace (allowed: a namespace of its own, e.g. spinnaker or halyard)")
+
+    # --- accounts: one name space in clouddriver across providers ------------------------------------------------
+    accounts: dict[str, tuple] = {s.deploy_account: ("spinnaker", "deployAccount")}
+    for i, t in enumerate(cfg.targets):
+        here = ("targets", i, "name")
+        if t.name in accounts:
+            err(here, f"account name {t.name!r} is already used by {_fmt(accounts[t.name])} "
+                      "(allowed: names unique across targets, registries and spinnaker.deployAccount)")
+        accounts.setdefault(t.name, here)
+    for i, r in enumerate(cfg.registries):
+        here = ("registries", i, "name")
+        if r.name in accounts:
+            err(here, f"account name {r.name!r} is already used by {_fmt(accounts[r.name])} "
+                      "(allowed: names unique across targets, registries and spinnaker.deployAccount)")
+        accounts.setdefault(r.name, here)
+    artifact_names: dict[str, tuple] = {}
+    for kind in ("gcs", "github"):
+        for i, a in enumerate(getattr(s.artifacts, kind)):
+            here = ("spinnaker", "artifacts", kind, i, "name")
+            if a.name in artifact_names:
+                err(here, f"artifact account {a.name!r} is already used by {_fmt(artifact_names[a.name])} "
+                          "(allowed: unique artifact account names)")
+            artifact_names.setdefault(a.name, here)
+
+    # --- targets ------------------------------------------------------------------------------------------------
+    clusters: dict[tuple, int] = {}
+    for i, t in enumerate(cfg.targets):
+        ref = (t.gke.project, t.gke.location, t.gke.cluster) if t.gke else (t.kubeconfig.path, t.kubeconfig.context)
+        if ref in clusters:
+            err(("targets", i, "gke" if t.gke else "kubeconfig"),
+                f"the same cluster as targets[{clusters[ref]}] (allowed: one target per cluster; list all its "
+                "namespaces there)")
+        clusters.setdefault(ref, i)
+        seen_ns: dict[str, int] = {}
+        for j, ns in enumerate(t.namespaces):
+            if ns in seen_ns:
+                err(("targets", i, "namespaces", j), f"namespace {ns!r} is listed twice (also at namespaces[{seen_ns[ns]}])"
+                                                    " (allowed: each namespace once)")
+            seen_ns.setdefault(ns, j)
+            if names.is_system_namespace(ns) and not t.dangerously_allow_system_namespaces:
+                err(("targets", i, "namespaces", j),
+                    f"{ns!r} is a system namespace: Spinnaker deploying there can break the cluster (allowed: your "
+                    "application namespaces; to insist, set dangerouslyAllowSystemNamespaces: true on this target)")
+        if names.is_system_namespace(t.service_account.namespace):
+            err(("targets", i, "serviceAccount", "namespace"),
+                f"{t.service_account.namespace!r} is a system namespace (allowed: a namespace of Spinnaker's own, "
+                "e.g. spinnaker)")
+
+    # --- registries ---------------------------------------------------------------------------------------------
+    subs: dict[tuple[str, str], int] = {}
+    for i, r in enumerate(cfg.registries):
+        key = (r.project, r.subscription.name)
+        if key in subs:
+            err(("registries", i, "subscription", "name"),
+                f"subscription {r.subscription.name!r} in project {r.project!r} is already used by "
+                f"registries[{subs[key]}] (allowed: one subscription name per project)")
+        subs.setdefault(key, i)
+        if r.docker_registry_account and not r.repositories:
+            err(("registries", i, "repositories"),
+                "a docker-registry account needs its repositories listed explicitly: crawling the catalog of a "
+                "Google registry earns HTTP 429s (allowed: e.g. repositories: [acme/tasks], or "
+                "dockerRegistryAccount: false for triggers only)")
+        if names.is_google_registry(r.address) and r.cache_interval_seconds < 300:
+            warn(("registries", i, "cacheIntervalSeconds"),
+                 f"{r.cache_interval_seconds} s polls {r.address} often enough to earn HTTP 429s, after which even "
+                 "image pulls fail (allowed; recommended: 600, with Pub/Sub triggers for new images)")
+    return out
+
+
+def _fmt(path: tuple) -> str:
+    from .loader import format_path
+
+    return format_path(path)
