@@ -424,7 +424,7 @@ _CONTROL = {";", "&&", "||", "|", "&", "|&", ";;", "(", ")", "\n", "((", "))", "
 _KEYWORDS = {"if", "then", "elif", "else", "while", "until", "do", "!", "{", "}", "time", "fi", "done", "esac",
              "command", "exec"}
 _ASSIGN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\[[^]]*\])?\+?=")
-_HEREDOC = re.compile(r"<<(-?)\s*(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\2")
+_HEREDOC = re.compile(r"(?<!<)<<(?!<)(-?)\s*(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\2")
 # Characters that belong to words in shell but that shlex would otherwise split out.
 _WORDCHARS = "$%@+:,^~-./*?=[]{}#"
 

@@ -1,0 +1,402 @@
+"""The sandbox's hal stand-in: grammar-checked command lines over a temporary $HOME/.hal."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import urllib3
+import yaml
+
+from spinboot.sandbox.hal import launcher_dir, launcher_env
+from spinboot.sandbox.hal.cli import main
+from spinboot.sandbox.hal import deploy
+
+K8S = "config provider kubernetes account"
+SUB = "config pubsub google subscription"
+
+
+class Run:
+    def __init__(self, code: int, out: str, err: str):
+        self.code, self.out, self.err = code, out, err
+
+
+@pytest.fixture
+def hal(tmp_path: Path):
+    """hal(line) runs the stand-in with HOME=tmp_path and returns its exit code and output."""
+    def run(line: str, stdin: str = "", api_client=None) -> Run:
+        out, err = io.StringIO(), io.StringIO()
+        code = main(shlex.split(line), home=tmp_path, stdin=io.StringIO(stdin), stdout=out, stderr=err,
+                    api_client=api_client)
+        return Run(code, out.getvalue(), err.getvalue())
+    run.home = tmp_path
+    return run
+
+
+def config(home: Path) -> dict:
+    return yaml.safe_load((home / ".hal" / "config").read_text())
+
+
+def deployment(home: Path) -> dict:
+    c = config(home)
+    assert c["currentDeployment"] == "default"
+    return c["deploymentConfigurations"][0]
+
+
+# -- rejection ----------------------------------------------------------------------------------------------------
+def test_rejects_unknown_flag(hal) -> None:
+    r = hal(f"{K8S} add platform --bogus-flag x")
+    assert r.code != 0
+    assert "--bogus-flag" in r.err and "hal config provider kubernetes account add" in r.err
+    assert not (hal.home / ".hal" / "config").exists()        # nothing was written
+
+
+def test_rejects_missing_required_flag(hal) -> None:
+    r = hal("config provider docker-registry account add images")
+    assert r.code != 0 and "--address" in r.err
+
+
+def test_rejects_unknown_command(hal) -> None:
+    r = hal("config bogus")
+    assert r.code != 0 and "Expected a command, got bogus" in r.err
+
+
+def test_rejects_kinds_with_omit_kinds(hal) -> None:
+    r = hal(f"{K8S} add platform --kinds deployment --omit-kinds pod")
+    assert r.code != 0 and "--omit-kinds" in r.err
+
+
+def test_rejects_omit_namespaces_added_to_an_account_with_namespaces(hal) -> None:
+    assert hal(f"{K8S} add platform --namespaces prod").code == 0
+    r = hal(f"{K8S} edit platform --add-omit-namespace kube-system")
+    assert r.code != 0 and "omitNamespaces" in r.err
+
+
+def test_valid_but_unsupported_fails_loudly(hal) -> None:
+    r = hal("deploy diff")
+    assert r.code != 0 and "not supported by the sandbox stand-in" in r.err
+
+
+# -- kubernetes accounts ------------------------------------------------------------------------------------------
+def test_kubernetes_account_round_trip(hal, tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "platform.kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
+    r = hal(f"{K8S} add platform --context platform --kubeconfig-file {kubeconfig} --namespaces prod,dev "
+            "--cache-interval-seconds 600")
+    assert r.code == 0, r.err
+    assert "+ Get current deployment\n  Success" in r.out
+    k8s = deployment(hal.home)["providers"]["kubernetes"]
+    (acct,) = k8s["accounts"]
+    assert acct["name"] == "platform" and acct["context"] == "platform"
+    assert acct["kubeconfigFile"] == str(kubeconfig)
+    assert acct["namespaces"] == ["prod", "dev"] and acct["omitNamespaces"] == []
+    assert acct["cacheIntervalSeconds"] == 600 and acct["providerVersion"] == "V2" and acct["cacheThreads"] == 1
+    assert k8s["primaryAccount"] == "platform"
+
+    assert hal(f"{K8S} add platform --namespaces x").code != 0            # duplicate
+    assert hal(f"{K8S} add lab --namespaces dev").code == 0
+
+    r = hal(f"{K8S} list")
+    assert r.code == 0 and "- platform" in r.out and "- lab" in r.out
+
+    r = hal(f"{K8S} get platform")
+    assert r.code == 0 and "kubeconfigFile: " + str(kubeconfig) in r.out
+
+    assert hal(f"{K8S} edit platform --add-namespace qa --remove-namespace dev --context other").code == 0
+    acct = deployment(hal.home)["providers"]["kubernetes"]["accounts"][0]
+    assert acct["namespaces"] == ["prod", "qa"] and acct["context"] == "other"
+    assert hal(f"{K8S} edit platform --namespaces=a b").code == 0
+    assert deployment(hal.home)["providers"]["kubernetes"]["accounts"][0]["namespaces"] == ["a", "b"]
+
+    assert hal(f"{K8S} delete platform").code == 0
+    k8s = deployment(hal.home)["providers"]["kubernetes"]
+    assert [a["name"] for a in k8s["accounts"]] == ["lab"] and k8s["primaryAccount"] == "lab"
+
+    r = hal(f"{K8S} get platform")
+    assert r.code != 0 and "not found" in r.err and "platform" in r.err
+    assert hal(f"{K8S} edit platform --context x").code != 0
+    assert hal(f"{K8S} delete platform").code != 0
+
+
+def test_kubeconfig_file_must_exist_unless_no_validate(hal, tmp_path: Path) -> None:
+    missing = tmp_path / "nope.kubeconfig"
+    r = hal(f"{K8S} add platform --kubeconfig-file {missing}")
+    assert r.code != 0 and str(missing) in r.err
+    assert hal(f"{K8S} add platform --kubeconfig-file {missing} --no-validate").code == 0
+
+
+def test_account_name_pattern(hal) -> None:
+    r = hal(f"{K8S} add Platform_")
+    assert r.code != 0 and "must match" in r.err
+
+
+def test_docker_registry_reference_must_exist(hal) -> None:
+    assert hal(f"{K8S} add platform --docker-registries images").code != 0
+    assert hal("config provider docker-registry account add images --address us-docker.pkg.dev "
+               "--repositories acme/tasks --cache-interval-seconds 600").code == 0
+    assert hal(f"{K8S} add platform --docker-registries images").code == 0
+    dep = deployment(hal.home)
+    assert dep["providers"]["kubernetes"]["accounts"][0]["dockerRegistries"] == [{"accountName": "images"}]
+    reg = dep["providers"]["dockerRegistry"]["accounts"][0]
+    assert reg["address"] == "us-docker.pkg.dev" and reg["repositories"] == ["acme/tasks"]
+    assert reg["cacheIntervalSeconds"] == 600
+
+
+# -- pubsub subscriptions -----------------------------------------------------------------------------------------
+def test_pubsub_subscription_round_trip(hal) -> None:
+    assert hal("config pubsub google enable").code == 0
+    r = hal(f"{SUB} add spinnaker-gcr --project acme --subscription-name spinnaker-gcr --message-format gcr "
+            "--ack-deadline-seconds 60")
+    assert r.code == 0, r.err
+    google = deployment(hal.home)["pubsub"]["google"]
+    assert google["enabled"] is True
+    assert google["subscriptions"] == [{"name": "spinnaker-gcr", "project": "acme",
+                                        "subscriptionName": "spinnaker-gcr", "messageFormat": "GCR",
+                                        "ackDeadlineSeconds": 60}]
+    assert "jsonPath" not in google["subscriptions"][0]          # Workload Identity: no key file
+    assert "- spinnaker-gcr" in hal(f"{SUB} list").out
+    assert "subscriptionName: spinnaker-gcr" in hal(f"{SUB} get spinnaker-gcr").out
+    assert hal(f"{SUB} edit spinnaker-gcr --ack-deadline-seconds 30").code == 0
+    assert deployment(hal.home)["pubsub"]["google"]["subscriptions"][0]["ackDeadlineSeconds"] == 30
+    assert hal(f"{SUB} delete spinnaker-gcr").code == 0
+    assert deployment(hal.home)["pubsub"]["google"]["subscriptions"] == []
+    r = hal(f"{SUB} get spinnaker-gcr")
+    assert r.code != 0 and "not found" in r.err
+
+
+# -- generic edits ------------------------------------------------------------------------------------------------
+def test_generic_edits_land_where_halyard_keeps_them(hal) -> None:
+    for line in [
+        "config version edit --version 2026.2.3",
+        "config deploy edit --type distributed --account-name spinnaker --location spinnaker",
+        "config storage edit --type gcs",
+        "config storage gcs edit --project acme --bucket acme-spinnaker --bucket-location us",
+        "config security ui edit --override-base-url https://spinnaker.acme.dev",
+        "config security api edit --override-base-url https://spinnaker.acme.dev/gate",
+        "config deploy component-sizing clouddriver edit --container-requests-memory 8Gi "
+        "--container-limits-memory 12Gi --replicas 1",
+        "config features edit --artifacts true",
+        "config artifact gcs enable",
+        "config artifact gcs account add gcs",
+        "config provider kubernetes enable",
+    ]:
+        r = hal(line)
+        assert r.code == 0, (line, r.err)
+    dep = deployment(hal.home)
+    assert dep["version"] == "2026.2.3"
+    env = dep["deploymentEnvironment"]
+    assert (env["type"], env["accountName"], env["location"]) == ("Distributed", "spinnaker", "spinnaker")
+    assert env["customSizing"]["clouddriver"] == {"requests": {"memory": "8Gi"}, "limits": {"memory": "12Gi"}}
+    assert env["customSizing"]["spin-clouddriver"] == {"replicas": 1}
+    assert dep["persistentStorage"]["persistentStoreType"] == "gcs"
+    assert dep["persistentStorage"]["gcs"] == {"rootFolder": "front50", "project": "acme",
+                                               "bucket": "acme-spinnaker", "bucketLocation": "us"}
+    assert dep["security"]["uiSecurity"]["overrideBaseUrl"] == "https://spinnaker.acme.dev"
+    assert dep["security"]["apiSecurity"]["overrideBaseUrl"] == "https://spinnaker.acme.dev/gate"
+    assert dep["features"]["artifacts"] is True
+    assert dep["artifacts"]["gcs"] == {"enabled": True, "accounts": [{"name": "gcs"}]}
+    assert dep["providers"]["kubernetes"]["enabled"] is True
+
+
+def test_sensitive_flag_without_value_reads_stdin(hal) -> None:
+    assert hal("config artifact github account add gh --token", stdin="s3cret\n").code == 0
+    assert deployment(hal.home)["artifacts"]["github"]["accounts"][0]["token"] == "s3cret"
+
+
+def test_edit_without_changes(hal) -> None:
+    assert hal("config version edit --version 2026.2.3").code == 0
+    r = hal("config version edit --version 2026.2.3")
+    assert r.code == 0 and "No changes supplied" in r.out
+
+
+# -- backup -------------------------------------------------------------------------------------------------------
+def test_backup_create_restore_round_trip(hal, tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "k" / "platform.kubeconfig"
+    kubeconfig.parent.mkdir()
+    kubeconfig.write_text("kubeconfig-bytes")
+    assert hal(f"{K8S} add platform --kubeconfig-file {kubeconfig} --namespaces prod").code == 0
+    profiles = hal.home / ".hal" / "default" / "profiles"
+    profiles.mkdir(parents=True)
+    (profiles / "gate-local.yml").write_text("server:\n  forward-headers-strategy: native\n")
+    before = deployment(hal.home)
+
+    r = hal("backup create")
+    assert r.code == 0, r.err
+    tar = Path(r.out.strip().splitlines()[-1])
+    assert tar.parent == hal.home and tar.name.startswith("halyard-") and tar.suffix == ".tar" and tar.is_file()
+    assert hal("backup create").code == 0                      # a second backup does not contain the first
+    import tarfile
+    with tarfile.open(tar) as t:
+        names = t.getnames()
+    assert "config" in names and "default/profiles/gate-local.yml" in names
+    assert not any(n.endswith(".tar") for n in names)
+    assert any(n.startswith(".backup/required-files/") for n in names)   # the kubeconfig travels along
+
+    # Disaster: the Halyard volume and the kubeconfig are gone.
+    import shutil
+    shutil.rmtree(hal.home / ".hal")
+    kubeconfig.unlink()
+    r = hal(f"backup restore --backup-path {tar}")
+    assert r.code == 0, r.err
+    after = deployment(hal.home)
+    assert (profiles / "gate-local.yml").read_text() == "server:\n  forward-headers-strategy: native\n"
+    acct = after["providers"]["kubernetes"]["accounts"][0]
+    assert acct["namespaces"] == ["prod"]
+    restored_kc = hal.home / ".hal" / acct["kubeconfigFile"]
+    assert restored_kc.read_text() == "kubeconfig-bytes"
+    before["providers"]["kubernetes"]["accounts"][0]["kubeconfigFile"] = acct["kubeconfigFile"]
+    assert after == before
+    # the restored config is usable: an edit validates the (relative) kubeconfig path
+    assert hal(f"{K8S} edit platform --add-namespace dev").code == 0
+
+
+def test_restore_missing_file_fails(hal, tmp_path: Path) -> None:
+    r = hal(f"backup restore --backup-path {tmp_path / 'nope.tar'}")
+    assert r.code != 0 and "nope.tar" in r.err
+
+
+# -- deploy apply -------------------------------------------------------------------------------------------------
+def _configure(hal, version: str = "2026.2.3") -> None:
+    for line in [
+        f"config version edit --version {version}",
+        f"{K8S} add spinnaker --no-validate --kubeconfig-file /nonexistent",
+        "config deploy edit --type distributed --account-name spinnaker --location spinnaker",
+        "config deploy component-sizing clouddriver edit --container-requests-memory 8Gi "
+        "--container-limits-memory 12Gi",
+    ]:
+        assert hal(line).code == 0, line
+    profiles = hal.home / ".hal" / "default" / "profiles"
+    profiles.mkdir(parents=True, exist_ok=True)
+    (profiles / "gate-local.yml").write_text("server:\n  forward-headers-strategy: native\n")
+
+
+def test_manifests(hal) -> None:
+    _configure(hal)
+    from spinboot.render.halgrammar import load_grammar
+    objs = deploy.manifests(deployment(hal.home), {"gate-local.yml": "x: 1\n"},
+                            deploy.select_services(load_grammar().parse(["hal", "deploy", "apply"])))
+    by = {(o["kind"], o["metadata"]["name"]): o for o in objs}
+    assert by[("ConfigMap", "spinnaker-profiles")]["data"] == {"gate-local.yml": "x: 1\n"}
+    for svc, port in deploy.PORTS.items():
+        d, s = by[("Deployment", f"spin-{svc}")], by[("Service", f"spin-{svc}")]
+        assert d["metadata"]["namespace"] == s["metadata"]["namespace"] == "spinnaker"
+        assert d["spec"]["selector"]["matchLabels"] == s["spec"]["selector"] == {"app": "spin",
+                                                                                  "cluster": f"spin-{svc}"}
+        assert d["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] == port
+        assert s["spec"]["ports"][0]["port"] == port
+    cd = by[("Deployment", "spin-clouddriver")]["spec"]["template"]["spec"]["containers"][0]
+    assert cd["image"] == "ghcr.io/spinnaker/clouddriver:2026.2.3"
+    assert cd["resources"] == {"requests": {"memory": "8Gi"}, "limits": {"memory": "12Gi"}}
+    assert deploy.image("gate", "2025.0.1") == "us-docker.pkg.dev/spinnaker-community/docker/gate:2025.0.1"
+    assert deploy.image("gate", "1.38.0") == "us-docker.pkg.dev/spinnaker-community/docker/gate:1.38.0"
+    assert deploy.image("gate", "2026.1.0") == "ghcr.io/spinnaker/gate:2026.1.0"
+
+
+def test_service_selection(hal) -> None:
+    from spinboot.render.halgrammar import load_grammar
+    g = load_grammar()
+    assert deploy.select_services(g.parse(shlex.split("hal deploy apply --service-names gate spin-deck"))) == [
+        "gate", "deck"]
+    sel = deploy.select_services(g.parse(shlex.split("hal deploy apply --exclude-service-names=echo,igor")))
+    assert "echo" not in sel and "igor" not in sel and "clouddriver" in sel
+
+
+class FakePool:
+    """Stands in for urllib3's PoolManager inside a real kubernetes ApiClient: records requests."""
+
+    def __init__(self, status_for=lambda method, url: 200):
+        self.requests: list[tuple[str, str, dict, object]] = []
+        self.status_for = status_for
+
+    def request(self, method, url, body=None, headers=None, **kw):
+        self.requests.append((method, url, dict(headers or {}), body))
+        status = self.status_for(method, url)
+        if status == 403:
+            data = json.dumps({"kind": "Status", "message": 'deployments.apps "spin-gate" is forbidden: User '
+                               '"system:serviceaccount:halyard:halyard" cannot patch resource "deployments"',
+                               "reason": "Forbidden", "code": 403}).encode()
+        elif body:                               # the API server answers an apply with the object
+            data = body.encode() if isinstance(body, str) else body
+        else:
+            data = json.dumps({"apiVersion": "v1", "kind": "Namespace",
+                               "metadata": {"name": url.rstrip("/").rsplit("/", 1)[-1]}}).encode()
+        return urllib3.HTTPResponse(body=io.BytesIO(data), status=status, reason="Forbidden" if status == 403
+                                    else "OK", headers={"Content-Type": "application/json"},
+                                    preload_content=False)
+
+
+def _api_client(pool: FakePool):
+    from kubernetes import client
+    conf = client.Configuration()
+    conf.host = "https://sandbox.invalid"
+    api = client.ApiClient(conf)
+    api.rest_client.pool_manager = pool
+    return api
+
+
+def test_deploy_apply_server_side_applies(hal) -> None:
+    _configure(hal)
+    pool = FakePool()
+    r = hal("deploy apply --service-names gate clouddriver", api_client=_api_client(pool))
+    assert r.code == 0, r.err
+    patches = [(u, h, b) for m, u, h, b in pool.requests if m == "PATCH"]
+    paths = [u.split("?")[0].replace("https://sandbox.invalid", "") for u, _, _ in patches]
+    assert paths == ["/api/v1/namespaces/spinnaker/configmaps/spinnaker-profiles",
+                     "/apis/apps/v1/namespaces/spinnaker/deployments/spin-clouddriver",
+                     "/api/v1/namespaces/spinnaker/services/spin-clouddriver",
+                     "/apis/apps/v1/namespaces/spinnaker/deployments/spin-gate",
+                     "/api/v1/namespaces/spinnaker/services/spin-gate"]
+    for url, headers, body in patches:
+        assert "fieldManager=halyard" in url and "force=true" in url
+        assert headers["Content-Type"] == "application/apply-patch+yaml"
+    cm = json.loads(patches[0][2])
+    assert cm["data"]["gate-local.yml"] == "server:\n  forward-headers-strategy: native\n"
+
+
+def test_deploy_apply_reports_rbac_denial(hal) -> None:
+    _configure(hal)
+    pool = FakePool(lambda m, u: 403 if m == "PATCH" and "deployments" in u else 200)
+    r = hal("deploy apply", api_client=_api_client(pool))
+    assert r.code != 0 and "403" in r.err and "forbidden" in r.err
+
+
+def test_deploy_apply_needs_version_and_account(hal) -> None:
+    r = hal("deploy apply", api_client=_api_client(FakePool()))
+    assert r.code != 0 and "version" in r.err
+    assert hal("config version edit --version 2026.2.3").code == 0
+    assert hal("config deploy edit --type distributed --account-name ghost").code == 0
+    r = hal("deploy apply", api_client=_api_client(FakePool()))
+    assert r.code != 0 and "ghost" in r.err
+
+
+@pytest.mark.skipif(not os.environ.get("SPINBOOT_TEST_KUBECONFIG"), reason="needs a sandbox cluster "
+                    "(set SPINBOOT_TEST_KUBECONFIG)")
+def test_deploy_apply_live(hal) -> None:  # pragma: no cover - run by the sandbox owner
+    kubeconfig = os.environ["SPINBOOT_TEST_KUBECONFIG"]
+    for line in ["config version edit --version 2026.2.3",
+                 f"{K8S} add spinnaker --kubeconfig-file {kubeconfig}",
+                 "config deploy edit --type distributed --account-name spinnaker --location spinnaker"]:
+        assert hal(line).code == 0
+    r = hal("deploy apply")
+    assert r.code == 0, r.err
+
+
+# -- launcher -----------------------------------------------------------------------------------------------------
+def test_launcher_script(tmp_path: Path) -> None:
+    env = {**os.environ, **launcher_env(), "HOME": str(tmp_path)}
+    env["PATH"] = f"{launcher_dir()}{os.pathsep}{env.get('PATH', '')}"
+    ok = subprocess.run(["hal", "config", "version", "edit", "--version", "2026.2.3"], env=env,
+                        capture_output=True, text=True, cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert yaml.safe_load((tmp_path / ".hal" / "config").read_text())[
+        "deploymentConfigurations"][0]["version"] == "2026.2.3"
+    bad = subprocess.run(["hal", "config", "version", "edit"], env=env, capture_output=True, text=True,
+                         cwd=tmp_path)
+    assert bad.returncode == 1 and "--version" in bad.stderr
+    assert launcher_env()["SPINBOOT_HAL_PYTHON"] == sys.executable
