@@ -67,6 +67,8 @@ GCS_ARTIFACT = Named("artifact-gcs-accounts", ["config", "artifact", "gcs", "acc
 GITHUB_ARTIFACT = Named("artifact-github-accounts", ["config", "artifact", "github", "account"])
 
 _PRELUDE = r'''set -euo pipefail
+# On failure, name the command that failed (spinboot shows this line when it runs the script).
+trap 'rc=$?; printf "spinboot: configure.sh failed at line %%s (exit %%s): %%s\n" "$LINENO" "$rc" "$BASH_COMMAND" >&2' ERR
 
 BUNDLE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 HAL_DIR="%(hal)s"

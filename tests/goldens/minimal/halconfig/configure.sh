@@ -5,6 +5,8 @@
 # Safe to run again: items are added or edited; items an earlier run added and the file no longer has are
 # deleted; items added by hand are left alone.
 set -euo pipefail
+# On failure, name the command that failed (spinboot shows this line when it runs the script).
+trap 'rc=$?; printf "spinboot: configure.sh failed at line %s (exit %s): %s\n" "$LINENO" "$rc" "$BASH_COMMAND" >&2' ERR
 
 BUNDLE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 HAL_DIR="${HOME}/.hal"
