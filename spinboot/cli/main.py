@@ -155,3 +155,120 @@ def summarize(cfg: SpinbootConfig, files: dict[str, bytes]) -> str:
 
 def run() -> None:
     app()
+
+
+# --- live commands ---------------------------------------------------------------------------------------------
+
+SandboxOpt = Annotated[bool, typer.Option("--sandbox", help="Act on the local sandbox (spinboot sandbox up) instead "
+                                                            "of Google Cloud. Also: SPINBOOT_SANDBOX=endpoints.json.")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do destructive changes (deletions) without asking.")]
+
+
+def make_clients(sandbox: bool, rep: Reporter):
+    import os
+
+    from ..gcp.clients import GoogleClients, SandboxEndpoints
+    from ..sandbox.paths import endpoints_file
+
+    if sandbox or os.environ.get("SPINBOOT_SANDBOX"):
+        path = endpoints_file()
+        if not path.is_file():
+            rep.error(f"no sandbox is running ({path} does not exist); start one with: spinboot sandbox up")
+            raise typer.Exit(EXIT_BAD_INPUT)
+        return GoogleClients(SandboxEndpoints.load(path))
+    return GoogleClients()
+
+
+def run_stages(config: Path, output: OutputFormat, sandbox: bool, stages: tuple[str, ...], verb: str,
+               dry_run: bool = False, yes: bool = False, detailed_exitcode: bool = False, **opts) -> None:
+    from ..engine.graph import run_graph
+    from ..engine.stages import RunOptions, Stages
+    from .live import RunView, summarize
+
+    rep = Reporter(output)
+    loaded = load_or_exit(config, rep)
+    clients = make_clients(sandbox, rep)
+    st = Stages(loaded.config, clients, RunOptions(dry_run=dry_run, allow_delete=yes or dry_run, **opts))
+    if opts.get("only_targets"):
+        unknown = sorted(set(opts["only_targets"]) - {t.name for t in loaded.config.targets})
+        if unknown:
+            rep.error(f"--cluster {', '.join(unknown)}: no such target in {config} (allowed: "
+                      f"{', '.join(t.name for t in loaded.config.targets)})")
+            raise typer.Exit(EXIT_BAD_INPUT)
+    with RunView(rep, verb) as view:
+        results = run_graph(st.steps(stages), view)
+    failed, mutating = summarize(rep, verb, results, dry_run)
+    if failed:
+        raise typer.Exit(EXIT_FAILED)
+    blocked = any(c.action == "blocked" for r in results.values() for c in r.changes)
+    if detailed_exitcode and (mutating or blocked):
+        raise typer.Exit(EXIT_CHANGES)
+    if blocked and not dry_run:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def plan(config: ConfigOpt = Path("spinboot.yaml"), output: OutputOpt = OutputFormat.text, sandbox: SandboxOpt = False,
+         detailed_exitcode: Annotated[bool, typer.Option("--detailed-exitcode",
+                                                         help="Exit 3 when there are changes, 0 when none.")] = False
+         ) -> None:
+    """Read live state and show what apply would change; changes nothing."""
+    run_stages(config, output, sandbox, ("cluster", "rbac", "pubsub", "halyard"), "plan", dry_run=True,
+               detailed_exitcode=detailed_exitcode)
+
+
+@app.command()
+def apply(config: ConfigOpt = Path("spinboot.yaml"), output: OutputOpt = OutputFormat.text, sandbox: SandboxOpt = False,
+          yes: YesOpt = False,
+          verify: Annotated[bool, typer.Option("--verify", help="Prove Pub/Sub delivery with a test message.")] = False
+          ) -> None:
+    """Make live state match the file: every stage, in dependency order, in parallel where possible."""
+    run_stages(config, output, sandbox, ("cluster", "rbac", "pubsub", "halyard"), "apply", yes=yes,
+               verify_pubsub=verify)
+
+
+def _stage_app(name: str, help_text: str) -> typer.Typer:
+    sub = typer.Typer(help=help_text, no_args_is_help=True)
+    app.add_typer(sub, name=name)
+    return sub
+
+
+cluster_app = _stage_app("cluster", "The Spinnaker GKE cluster and its node pool.")
+rbac_app = _stage_app("rbac", "Spinnaker's service account and RBAC in each target cluster.")
+pubsub_app = _stage_app("pubsub", "Pub/Sub topics and subscriptions for image-push triggers.")
+halyard_app = _stage_app("halyard", "Halyard in the Spinnaker cluster, its configuration, and hal deploy apply.")
+
+
+@cluster_app.command("apply")
+def cluster_apply(config: ConfigOpt = Path("spinboot.yaml"), output: OutputOpt = OutputFormat.text,
+                  sandbox: SandboxOpt = False, yes: YesOpt = False) -> None:
+    """Create the cluster, or change in place what can change."""
+    run_stages(config, output, sandbox, ("cluster",), "cluster apply", yes=yes)
+
+
+@rbac_app.command("apply")
+def rbac_apply(config: ConfigOpt = Path("spinboot.yaml"), output: OutputOpt = OutputFormat.text,
+               sandbox: SandboxOpt = False, yes: YesOpt = False,
+               cluster: Annotated[list[str], typer.Option("--cluster", help="Only this target (repeatable).")] = [],
+               ) -> None:
+    """Apply Spinnaker's service account and namespace-scoped RBAC, mint kubeconfigs, prove least privilege."""
+    run_stages(config, output, sandbox, ("rbac",), "rbac apply", yes=yes, only_targets=tuple(cluster))
+
+
+@pubsub_app.command("apply")
+def pubsub_apply(config: ConfigOpt = Path("spinboot.yaml"), output: OutputOpt = OutputFormat.text,
+                 sandbox: SandboxOpt = False,
+                 verify: Annotated[bool, typer.Option("--verify", help="Publish a test message and receive it.")] = False
+                 ) -> None:
+    """Ensure each registry project's gcr topic, Spinnaker's subscriptions and their IAM."""
+    run_stages(config, output, sandbox, ("pubsub",), "pubsub apply", verify_pubsub=verify)
+
+
+@halyard_app.command("apply")
+def halyard_apply(config: ConfigOpt = Path("spinboot.yaml"), output: OutputOpt = OutputFormat.text,
+                  sandbox: SandboxOpt = False, yes: YesOpt = False,
+                  force: Annotated[bool, typer.Option("--force", help="Run configure.sh even if unchanged.")] = False
+                  ) -> None:
+    """Deploy Halyard, run the configuration script in its pod, and wait for Spinnaker's rollout."""
+    run_stages(config, output, sandbox, ("cluster", "rbac", "pubsub", "halyard"), "halyard apply", yes=yes,
+               force_halyard=force)

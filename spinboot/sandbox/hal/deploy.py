@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import time
 from typing import Any
@@ -129,6 +130,8 @@ def client_for(cfg: Halconfig, dep: dict[str, Any]) -> Any:
     if kubeconfig:
         return config.new_client_from_config(config_file=str(kubeconfig), context=context)
     conf = client.Configuration()
+    if account.get("serviceAccount") and os.environ.get(KUBELET_ENV):
+        return pod_identity_client()
     if account.get("serviceAccount"):
         config.load_incluster_config(client_configuration=conf)
     else:
@@ -136,6 +139,31 @@ def client_for(cfg: Halconfig, dep: dict[str, Any]) -> Any:
             config.load_kube_config(context=context, client_configuration=conf)
         except config.ConfigException:
             config.load_incluster_config(client_configuration=conf)
+    return client.ApiClient(conf)
+
+
+# In the sandbox the Halyard "pod" is a local process on a kwok node, so nothing mounts its service account
+# token. The sandbox hands the stand-in what a kubelet has instead: node credentials and the pod's name. With
+# them it asks the API server for a token of the pod's own service account (TokenRequest, as the kubelet does
+# for projected tokens), so `--service-account true` accounts act with exactly the pod's RBAC.
+KUBELET_ENV = "SPINBOOT_SANDBOX_KUBELET_KUBECONFIG"
+POD_ENV = "SPINBOOT_SANDBOX_POD"  # namespace/name
+
+
+def pod_identity_client() -> Any:
+    from kubernetes import client, config
+
+    admin = config.new_client_from_config(config_file=os.environ[KUBELET_ENV])
+    namespace, name = os.environ[POD_ENV].split("/", 1)
+    core = client.CoreV1Api(admin)
+    sa = core.read_namespaced_pod(name, namespace).spec.service_account_name or "default"
+    req = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600))
+    token = core.create_namespaced_service_account_token(sa, namespace, req).status.token
+    conf = client.Configuration()
+    conf.host = admin.configuration.host
+    conf.ssl_ca_cert = admin.configuration.ssl_ca_cert
+    conf.api_key = {"authorization": token}
+    conf.api_key_prefix = {"authorization": "Bearer"}
     return client.ApiClient(conf)
 
 

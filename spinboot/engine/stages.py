@@ -1,0 +1,176 @@
+"""The stages of `spinboot apply` and `plan`, as steps of a dependency graph.
+
+    iam:service-account ─┬─ pubsub ──────────────────────────┐
+                         ├─ storage ─────────────────────────┤
+                         └──────────┐                        │
+    cluster ───────────── iam:workload-identity ─────────── halyard
+    rbac:<target> (one per target, in parallel) ─────────────┘
+
+Pub/Sub, IAM, storage and every target's RBAC proceed while the cluster is being created; Halyard waits only for
+what it needs (echo needs its subscriptions before it starts; Halyard needs the target kubeconfigs).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..changes import Change
+from ..config.model import SpinbootConfig, Target
+from ..gcp import gke, iam as gcp_iam, pubsub as gcp_pubsub, storage as gcp_storage
+from ..gcp.clients import GoogleClients
+from ..kube import access
+from ..kube.halyard import apply_halyard
+from ..kube.resources import Kube
+from ..kube.targets import apply_target
+from ..render import render_all
+from ..render.gcp import iam_spec
+from .graph import Step, StepContext
+
+STAGES = ("cluster", "rbac", "pubsub", "halyard")
+
+
+@dataclass
+class RunOptions:
+    dry_run: bool = False
+    verify_pubsub: bool = False
+    only_targets: tuple[str, ...] = ()
+    force_halyard: bool = False
+    allow_delete: bool = False   # deletions need --yes (plan only reports them)
+
+
+@dataclass
+class Shared:
+    """Values steps hand to later steps."""
+
+    spinnaker: access.Cluster | None = None
+    kubeconfigs: dict[str, bytes] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Stages:
+    def __init__(self, cfg: SpinbootConfig, clients: GoogleClients, opts: RunOptions):
+        self.cfg, self.clients, self.opts = cfg, clients, opts
+        self.shared = Shared()
+        self.files = render_all(cfg)
+
+    # --- access -----------------------------------------------------------------------------------------------
+
+    def target_cluster(self, t: Target) -> access.Cluster:
+        if t.kubeconfig:
+            return access.from_kubeconfig(t.name, t.kubeconfig.path, t.kubeconfig.context)
+        name = f"projects/{t.gke.project}/locations/{t.gke.location}/clusters/{t.gke.cluster}"
+        live = gke.get_cluster(self.clients.container, name)
+        if live is None:
+            raise access.AccessError(f"target {t.name}: GKE cluster {name} does not exist (or this identity may not "
+                                     "see it: it needs roles/container.clusterViewer on that project)")
+        a = gke.access_of(live)
+        return access.Cluster(t.name, a.endpoint, a.ca_pem, token=self.clients.access_token)
+
+    # --- steps ------------------------------------------------------------------------------------------------
+
+    def service_account(self, ctx: StepContext) -> list[Change]:
+        ch = gcp_iam.ensure_service_account(self.clients.iam, self.cfg, self.opts.dry_run)
+        if ch.action == "create" and not self.opts.dry_run:
+            gcp_iam.wait_for_service_account(
+                self.clients.iam, f"projects/{self.cfg.project}/serviceAccounts/{self.cfg.service_account_email}")
+        return [ch]
+
+    def pubsub(self, ctx: StepContext) -> list[Change]:
+        changes = gcp_pubsub.ensure_pubsub(self.clients.publisher, self.clients.subscriber, self.cfg, self.opts.dry_run)
+        if self.opts.verify_pubsub and not self.opts.dry_run:
+            for r in self.cfg.registries:
+                seconds = gcp_pubsub.verify_delivery(self.clients.publisher, self.clients.subscriber, r)
+                ctx.progress(f"{gcp_pubsub.subscription_path(r)}: test message delivered in {seconds:.2f} s")
+        return changes
+
+    def storage(self, ctx: StepContext) -> list[Change]:
+        return gcp_storage.ensure_bucket(self.clients.storage, self.cfg, self.opts.dry_run)
+
+    def cluster(self, ctx: StepContext) -> list[Change]:
+        def node_count() -> int | None:
+            a = self.shared.spinnaker
+            if a is None:
+                return None
+            return _count_nodes(Kube(a.api_client(), "spinnaker"), self.cfg.cluster.node_pool.name)
+
+        live = gke.get_cluster(self.clients.container, gke.cluster_name(self.cfg))
+        if live is not None:
+            a = gke.access_of(live)
+            self.shared.spinnaker = access.Cluster("spinnaker", a.endpoint, a.ca_pem, token=self.clients.access_token)
+        changes, a = gke.ensure_cluster(self.clients.container, self.cfg, self.opts.dry_run, node_count=node_count,
+                                        progress=ctx.progress)
+        if a is not None:
+            self.shared.spinnaker = access.Cluster("spinnaker", a.endpoint, a.ca_pem, token=self.clients.access_token)
+        return changes
+
+    def workload_identity(self, ctx: StepContext) -> list[Change]:
+        spec = iam_spec(self.cfg)
+        binding = next(b for b in spec["bindings"] if b["role"] == "roles/iam.workloadIdentityUser")
+        store = gcp_iam.GrpcPolicy(self.clients.iam, binding["resource"])
+        return [gcp_iam.ensure_binding(store, binding["resource"], binding["role"], binding["members"],
+                                       self.opts.dry_run)]
+
+    def rbac(self, t: Target) -> Callable[[StepContext], list[Change]]:
+        def run(ctx: StepContext) -> list[Change]:
+            cluster = self.target_cluster(t)
+            kube = Kube(cluster.api_client(), t.name)
+            result = apply_target(kube, t, cluster.endpoint, dry_run=self.opts.dry_run,
+                                  allow_delete=self.opts.allow_delete)
+            for line in result.proof:
+                ctx.progress(line)
+            if result.kubeconfig is not None:
+                with self.shared.lock:
+                    self.shared.kubeconfigs[t.name] = result.kubeconfig
+            return result.changes
+        return run
+
+    def halyard(self, ctx: StepContext) -> list[Change]:
+        a = self.shared.spinnaker
+        if a is None:  # plan before the cluster exists: everything would be created
+            from ..render.halyard import halyard_manifests
+
+            return [Change("create", o["kind"], o["metadata"]["name"], o["metadata"].get("namespace"))
+                    for docs in halyard_manifests(self.cfg).values() for o in docs] + \
+                   [Change("create", "Halyard configuration", "configure.sh", self.cfg.spinnaker.halyard.namespace,
+                           "run configure.sh; then hal deploy apply")]
+        kube = Kube(a.api_client(), "spinnaker")
+        kubeconfigs = None if self.opts.dry_run else dict(self.shared.kubeconfigs)
+        return apply_halyard(kube, self.cfg, self.files, kubeconfigs, dry_run=self.opts.dry_run,
+                             progress=ctx.progress, on_line=ctx.output, force=self.opts.force_halyard)
+
+    # --- graphs -----------------------------------------------------------------------------------------------
+
+    def rbac_steps(self) -> list[Step]:
+        targets = [t for t in self.cfg.targets if not self.opts.only_targets or t.name in self.opts.only_targets]
+        return [Step(f"rbac:{t.name}", f"RBAC and kubeconfig in {t.name}", self.rbac(t)) for t in targets]
+
+    def steps(self, stages: tuple[str, ...] = STAGES) -> list[Step]:
+        out: list[Step] = []
+        want_sa = {"pubsub", "halyard"} & set(stages)
+        if want_sa:
+            out.append(Step("iam:service-account", "Spinnaker's Google service account", self.service_account))
+        if "pubsub" in stages and self.cfg.registries:
+            out.append(Step("pubsub", "Pub/Sub topics, subscriptions and IAM", self.pubsub, ("iam:service-account",)))
+        if "cluster" in stages:
+            out.append(Step("cluster", f"GKE cluster {self.cfg.cluster.name}", self.cluster))
+        rbac = self.rbac_steps() if "rbac" in stages else []
+        out += rbac
+        if "halyard" in stages:
+            out.append(Step("storage", f"GCS bucket {self.cfg.spinnaker.storage.bucket}", self.storage,
+                            ("iam:service-account",)))
+            deps = ["iam:service-account"]
+            if "cluster" in stages:
+                out.append(Step("iam:workload-identity", "Workload Identity for Spinnaker's pods", self.workload_identity,
+                                ("iam:service-account", "cluster")))
+                deps += ["cluster", "iam:workload-identity"]
+            deps += ["storage"] + [s.name for s in rbac] + (["pubsub"] if any(s.name == "pubsub" for s in out) else [])
+            out.append(Step("halyard", "Halyard and Spinnaker", self.halyard, tuple(deps)))
+        return out
+
+
+def _count_nodes(kube: Kube, pool: str) -> int:
+    """The pool's live size: GKE's API does not report it, the cluster's Node objects do."""
+    _, data = kube.request("GET", "/api/v1/nodes", query={"labelSelector": f"{gke.POOL_LABEL}={pool}"})
+    return len(data.get("items", []))

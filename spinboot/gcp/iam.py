@@ -1,0 +1,124 @@
+"""Spinnaker's Google service account and IAM bindings, by read-modify-write with etags.
+
+A binding is added to the policy that is there; bindings spinboot did not create are never dropped. A write with
+a stale etag is refused by the API (ABORTED or FAILED_PRECONDITION); spinboot then reads again and retries
+(https://cloud.google.com/iam/docs/policies#etag).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Protocol
+
+from google.api_core import exceptions
+from google.iam.v1 import policy_pb2
+
+from ..changes import Change
+from ..config.model import SpinbootConfig
+from .retry import RETRY
+
+CONFLICT_ATTEMPTS = 8
+
+
+class IamError(Exception):
+    pass
+
+
+class PolicyStore(Protocol):
+    def get(self) -> policy_pb2.Policy: ...
+    def set(self, policy: policy_pb2.Policy) -> None: ...
+
+
+class GrpcPolicy:
+    """A resource whose client has get_iam_policy/set_iam_policy(request={resource, policy})."""
+
+    def __init__(self, client, resource: str):
+        self.client, self.resource = client, resource
+
+    def get(self) -> policy_pb2.Policy:
+        return self.client.get_iam_policy(request={"resource": self.resource}, retry=RETRY)
+
+    def set(self, policy: policy_pb2.Policy) -> None:
+        self.client.set_iam_policy(request={"resource": self.resource, "policy": policy}, retry=RETRY)
+
+
+class BucketPolicy:
+    """A GCS bucket's policy through the JSON API (google-cloud-storage)."""
+
+    def __init__(self, storage_client, bucket: str):
+        self.bucket = storage_client.bucket(bucket)
+
+    def get(self) -> policy_pb2.Policy:
+        p = self.bucket.get_iam_policy(requested_policy_version=1, retry=None)
+        out = policy_pb2.Policy(version=p.version or 1, etag=(p.etag or "").encode())
+        for b in p.bindings:
+            out.bindings.add(role=b["role"], members=sorted(b["members"]))
+        self._raw = p
+        return out
+
+    def set(self, policy: policy_pb2.Policy) -> None:
+        p = self._raw
+        p.bindings = [{"role": b.role, "members": set(b.members)} for b in policy.bindings]
+        self.bucket.set_iam_policy(p)
+
+
+def ensure_binding(store: PolicyStore, resource: str, role: str, members: list[str], dry_run: bool = False,
+                   kind: str = "IAM binding") -> Change:
+    """Make ``members`` hold ``role`` on the resource; leave every other binding as it is."""
+    name = f"{role} on {resource}"
+    for attempt in range(CONFLICT_ATTEMPTS):
+        try:
+            policy = store.get()
+        except exceptions.NotFound:
+            if dry_run:  # the resource does not exist yet: the binding comes with it
+                return Change("create", kind, name, detail=", ".join(members))
+            raise IamError(f"cannot read the IAM policy of {resource}: it does not exist") from None
+        binding = next((b for b in policy.bindings if b.role == role and not b.HasField("condition")), None)
+        have = set(binding.members) if binding else set()
+        missing = [m for m in members if m not in have]
+        if not missing:
+            return Change("unchanged", kind, name)
+        if dry_run:
+            return Change("create", kind, name, detail=", ".join(missing))
+        if binding is None:
+            binding = policy.bindings.add(role=role)
+        binding.members.extend(missing)
+        try:
+            store.set(policy)
+            return Change("create", kind, name, detail=", ".join(missing))
+        except (exceptions.Aborted, exceptions.FailedPrecondition, exceptions.Conflict):
+            time.sleep(min(0.1 * 2 ** attempt, 3.0))  # someone else wrote the policy: read it again
+    raise IamError(f"{name}: the policy kept changing under us ({CONFLICT_ATTEMPTS} attempts); re-run apply")
+
+
+def ensure_service_account(iam, cfg: SpinbootConfig, dry_run: bool = False) -> Change:
+    from google.cloud import iam_admin_v1
+
+    email = cfg.service_account_email
+    name = f"projects/{cfg.project}/serviceAccounts/{email}"
+    try:
+        iam.get_service_account(name=name, retry=RETRY)
+        return Change("unchanged", "Google service account", email)
+    except exceptions.NotFound:
+        pass
+    if not dry_run:
+        try:
+            iam.create_service_account(request=iam_admin_v1.CreateServiceAccountRequest(
+                name=f"projects/{cfg.project}", account_id=cfg.spinnaker.service_account,
+                service_account=iam_admin_v1.ServiceAccount(display_name="Spinnaker (managed by spinboot)")), retry=RETRY)
+        except exceptions.AlreadyExists:
+            pass
+    return Change("create", "Google service account", email)
+
+
+def wait_for_service_account(iam, name: str, timeout: float = 60, sleep: Callable[[float], None] = time.sleep) -> None:
+    """A new service account can take a moment to be usable in IAM policies; wait until it reads back."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            iam.get_service_account(name=name, retry=RETRY)
+            return
+        except exceptions.NotFound:
+            if time.monotonic() > deadline:
+                raise IamError(f"service account {name} not visible after {timeout:.0f} s") from None
+            sleep(1)

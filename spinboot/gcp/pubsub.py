@@ -1,0 +1,135 @@
+"""Image-push triggers: each registry project's ``gcr`` topic, Spinnaker's subscription on it, and its IAM.
+
+Container Registry and Artifact Registry publish every push to ``projects/<registry-project>/topics/gcr``
+(https://cloud.google.com/artifact-registry/docs/configure-notifications). Echo gives up for good when its
+subscription does not exist at start-up, so this runs before Halyard deploys Spinnaker.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+from google.api_core import exceptions
+from google.protobuf import duration_pb2, field_mask_pb2
+
+from ..changes import Change
+from ..config.model import Registry, SpinbootConfig
+from ..render.gcp import GCR_TOPIC
+from .iam import GrpcPolicy, ensure_binding
+from .retry import RETRY
+
+
+class PubSubError(Exception):
+    pass
+
+
+def topic_path(project: str) -> str:
+    return f"projects/{project}/topics/{GCR_TOPIC}"
+
+
+def subscription_path(r: Registry) -> str:
+    return f"projects/{r.project}/subscriptions/{r.subscription.name}"
+
+
+def ensure_topic(publisher, project: str, dry_run: bool = False) -> Change:
+    """The registry creates the topic when notifications are configured; spinboot adopts it or creates it."""
+    path = topic_path(project)
+    try:
+        publisher.get_topic(request={"topic": path}, retry=RETRY)
+        return Change("unchanged", "Pub/Sub topic", path)
+    except exceptions.NotFound:
+        pass
+    if not dry_run:
+        try:
+            publisher.create_topic(request={"name": path}, retry=RETRY)
+        except exceptions.AlreadyExists:
+            return Change("unchanged", "Pub/Sub topic", path)
+    return Change("create", "Pub/Sub topic", path)
+
+
+def ensure_subscription(subscriber, r: Registry, dry_run: bool = False) -> Change:
+    path = subscription_path(r)
+    want_retention = r.subscription.message_retention_seconds
+    try:
+        live = subscriber.get_subscription(request={"subscription": path}, retry=RETRY)
+    except exceptions.NotFound:
+        live = None
+    if live is None:
+        if not dry_run:
+            try:
+                subscriber.create_subscription(request={
+                    "name": path, "topic": topic_path(r.project),
+                    "ack_deadline_seconds": r.subscription.ack_deadline_seconds,
+                    "message_retention_duration": duration_pb2.Duration(seconds=want_retention),
+                    "labels": {"managed-by": "spinboot", "spinnaker-account": r.name},
+                }, retry=RETRY)
+            except exceptions.AlreadyExists:
+                pass
+        return Change("create", "Pub/Sub subscription", path,
+                      detail=f"ack deadline {r.subscription.ack_deadline_seconds} s")
+    if live.topic != topic_path(r.project):
+        return Change("blocked", "Pub/Sub subscription", path, detail=(
+            f"it is attached to {live.topic}, not {topic_path(r.project)}, and a subscription's topic cannot change: "
+            f"delete it (gcloud pubsub subscriptions delete {path}) and re-run, or choose another subscription.name"))
+    drift, paths = [], []
+    if live.ack_deadline_seconds != r.subscription.ack_deadline_seconds:
+        drift.append(f"ack deadline {live.ack_deadline_seconds} → {r.subscription.ack_deadline_seconds} s")
+        paths.append("ack_deadline_seconds")
+    live_retention = live.message_retention_duration.total_seconds() if live.message_retention_duration else None
+    if live_retention is not None and int(live_retention) != want_retention:
+        drift.append(f"retention {int(live_retention)} → {want_retention} s")
+        paths.append("message_retention_duration")
+    if not drift:
+        return Change("unchanged", "Pub/Sub subscription", path)
+    if not dry_run:
+        subscriber.update_subscription(request={
+            "subscription": {"name": path, "topic": live.topic,
+                             "ack_deadline_seconds": r.subscription.ack_deadline_seconds,
+                             "message_retention_duration": duration_pb2.Duration(seconds=want_retention)},
+            "update_mask": field_mask_pb2.FieldMask(paths=paths),
+        }, retry=RETRY)
+    return Change("update", "Pub/Sub subscription", path, detail=", ".join(drift))
+
+
+def ensure_pubsub(publisher, subscriber, cfg: SpinbootConfig, dry_run: bool = False) -> list[Change]:
+    changes: list[Change] = []
+    for project in sorted({r.project for r in cfg.registries}):
+        changes.append(ensure_topic(publisher, project, dry_run))
+    member = f"serviceAccount:{cfg.service_account_email}"
+    for r in cfg.registries:
+        changes.append(ensure_subscription(subscriber, r, dry_run))
+        changes.append(ensure_binding(GrpcPolicy(subscriber, subscription_path(r)), subscription_path(r),
+                                      "roles/pubsub.subscriber", [member], dry_run, kind="IAM binding"))
+    return changes
+
+
+def verify_delivery(publisher, subscriber, r: Registry, timeout: float = 30) -> float:
+    """Publish a GCR-format test message on the topic and receive it on Spinnaker's subscription; returns seconds.
+
+    Only the test message is acknowledged; anything else pulled meanwhile is handed back at once (ack deadline 0)
+    so echo still gets it. If echo is running it may take the test message first: verify before it starts.
+    """
+    marker = uuid.uuid4().hex
+    repo = f"{r.address}/spinboot-verify/probe"
+    payload = {"action": "INSERT", "digest": f"{repo}@sha256:{'0' * 64}", "tag": f"{repo}:{marker}"}
+    started = time.monotonic()
+    publisher.publish(topic_path(r.project), json.dumps(payload).encode(), spinboot_verify=marker).result(timeout=timeout)
+    path = subscription_path(r)
+    while time.monotonic() - started < timeout:
+        resp = subscriber.pull(request={"subscription": path, "max_messages": 10}, timeout=10, retry=RETRY)
+        others = []
+        for m in resp.received_messages:
+            if m.message.attributes.get("spinboot_verify") == marker:
+                subscriber.acknowledge(request={"subscription": path, "ack_ids": [m.ack_id]}, retry=RETRY)
+                if others:
+                    subscriber.modify_ack_deadline(request={"subscription": path, "ack_ids": others,
+                                                            "ack_deadline_seconds": 0}, retry=RETRY)
+                return time.monotonic() - started
+            others.append(m.ack_id)
+        if others:
+            subscriber.modify_ack_deadline(request={"subscription": path, "ack_ids": others, "ack_deadline_seconds": 0},
+                                           retry=RETRY)
+    raise PubSubError(f"{path}: the test message published on {topic_path(r.project)} did not arrive within "
+                      f"{timeout:.0f} s (is echo consuming it? is the subscription attached to that topic?)")

@@ -1,0 +1,166 @@
+"""The Halyard stage: Halyard's manifests, the target kubeconfigs, the bundle copied into the pod and run there,
+then the Spinnaker services' rollout.
+
+An unchanged bundle is not run again: its hash (and the kubeconfigs' hash) is recorded in the ConfigMap
+``spinboot-halyard`` in Halyard's namespace only after configure.sh succeeded, so an interrupted run is simply
+run again next time.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+from typing import Callable
+
+from ..changes import Change
+from ..config.model import SpinbootConfig
+from ..render import MANIFEST, bundle_hash
+from ..render import pod_paths
+from ..render.halyard import HALYARD_NAME, halyard_manifests
+from .podexec import ExecError, copy_into_pod, exec_in_pod
+from .resources import Kube, KubeError
+
+STATE_CONFIGMAP = "spinboot-halyard"
+KUBECONFIG_SECRET = "spinboot-target-kubeconfigs"
+POD_READY_SECONDS = 600
+ROLLOUT_SECONDS = 1200
+BUNDLE_DIR = pod_paths.SPINBOOT_DIR + "/bundle"
+
+
+class HalyardError(Exception):
+    pass
+
+
+def pod_name() -> str:
+    return f"{HALYARD_NAME}-0"
+
+
+def kubeconfigs_hash(kubeconfigs: dict[str, bytes]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(kubeconfigs):
+        h.update(name.encode() + b"\0" + hashlib.sha256(kubeconfigs[name]).digest())
+    return h.hexdigest()
+
+
+def _secret(cfg: SpinbootConfig, kubeconfigs: dict[str, bytes]) -> dict:
+    return {
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": KUBECONFIG_SECRET, "namespace": cfg.spinnaker.halyard.namespace,
+                     "labels": {"app.kubernetes.io/managed-by": "spinboot"}},
+        "data": {pod_paths.kubeconfig_file(n): base64.b64encode(b).decode() for n, b in sorted(kubeconfigs.items())},
+    }
+
+
+def _state(cfg: SpinbootConfig, bundle: str, kubes: str) -> dict:
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": STATE_CONFIGMAP, "namespace": cfg.spinnaker.halyard.namespace,
+                         "labels": {"app.kubernetes.io/managed-by": "spinboot"}},
+            "data": {"bundleSha256": bundle, "kubeconfigsSha256": kubes, "spinnakerVersion": cfg.spinnaker.version}}
+
+
+def bundle_files(files: dict[str, bytes]) -> dict[str, tuple[bytes, int]]:
+    """The halconfig/ part of a render, as it is laid out in the pod, plus the manifest."""
+    out = {rel.removeprefix("halconfig/"): (body, 0o755 if rel.endswith(".sh") else 0o644)
+           for rel, body in files.items() if rel.startswith("halconfig/")}
+    out[MANIFEST] = (files[MANIFEST], 0o644)
+    return out
+
+
+def apply_halyard(kube: Kube, cfg: SpinbootConfig, files: dict[str, bytes], kubeconfigs: dict[str, bytes] | None,
+                  dry_run: bool = False, progress: Callable[[str], None] = lambda m: None,
+                  on_line: Callable[[str, str], None] = lambda s, l: None, force: bool = False) -> list[Change]:
+    changes: list[Change] = []
+    for docs in halyard_manifests(cfg).values():
+        for obj in docs:
+            changes.append(kube.apply(obj, dry_run=dry_run))
+    if kubeconfigs is not None:
+        ch = kube.apply(_secret(cfg, kubeconfigs), dry_run=dry_run)
+        changes.append(Change(ch.action, "Secret", ch.name, ch.namespace, "target kubeconfigs (values not shown)"))
+    ns = cfg.spinnaker.halyard.namespace
+    want_bundle = bundle_hash(files)
+    want_kubes = kubeconfigs_hash(kubeconfigs) if kubeconfigs is not None else None
+    state = kube.get(f"/api/v1/namespaces/{ns}/configmaps/{STATE_CONFIGMAP}") or {}
+    have = state.get("data") or {}
+    reasons = []
+    if have.get("bundleSha256") != want_bundle:
+        reasons.append("the rendered bundle changed" if have else "first run")
+    if want_kubes is not None and have.get("kubeconfigsSha256") not in (None, want_kubes) and have:
+        reasons.append("target credentials changed")
+    if have and not kube.list("apps/v1", "Deployment", cfg.spinnaker.namespace, labels="app=spin"):
+        reasons.append(f"Spinnaker's services are missing from {cfg.spinnaker.namespace}")
+    if force:
+        reasons.append("forced")
+    kind = "Halyard configuration"
+    if not reasons:
+        changes.append(Change("unchanged", kind, "configure.sh", ns, f"bundle {want_bundle[:12]} already applied"))
+        if not dry_run:
+            wait_rollout(kube, cfg, progress)
+        return changes
+    changes.append(Change("update" if have else "create", kind, "configure.sh", ns,
+                          f"run configure.sh ({', '.join(reasons)}); then hal deploy apply"))
+    if dry_run:
+        return changes
+    wait_pod_ready(kube, ns, pod_name(), progress)
+    api = kube.api
+    progress("copying the bundle into the Halyard pod")
+    try:
+        copy_into_pod(api, ns, pod_name(), BUNDLE_DIR, bundle_files(files), replace=True)
+        if kubeconfigs:
+            copy_into_pod(api, ns, pod_name(), pod_paths.KUBECONFIG_DIR,
+                          {pod_paths.kubeconfig_file(n): (b, 0o600) for n, b in kubeconfigs.items()}, replace=True)
+        progress("running configure.sh in the Halyard pod")
+        result = exec_in_pod(api, ns, pod_name(), ["bash", "-c", f'exec bash "{BUNDLE_DIR}/configure.sh"'],
+                             on_line=on_line, timeout=3600)
+    except ExecError as exc:
+        raise HalyardError(str(exc)) from None
+    if result.returncode != 0:
+        failing = [ln for ln in result.stderr.splitlines() if "configure.sh failed at line" in ln]
+        detail = failing[-1] if failing else (result.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise HalyardError(f"configure.sh failed in {ns}/{pod_name()} (exit {result.returncode}): {detail}")
+    kube.apply(_state(cfg, want_bundle, want_kubes or have.get("kubeconfigsSha256", "")))
+    wait_rollout(kube, cfg, progress)
+    return changes
+
+
+def wait_pod_ready(kube: Kube, ns: str, name: str, progress, timeout: float = POD_READY_SECONDS) -> None:
+    deadline = time.monotonic() + timeout
+    said = False
+    while True:
+        pod = kube.get(f"/api/v1/namespaces/{ns}/pods/{name}")
+        conditions = {c["type"]: c["status"] for c in ((pod or {}).get("status") or {}).get("conditions", [])}
+        if conditions.get("Ready") == "True":
+            return
+        if not said:
+            progress(f"waiting for pod {ns}/{name} to be ready")
+            said = True
+        if time.monotonic() > deadline:
+            phase = ((pod or {}).get("status") or {}).get("phase", "missing")
+            raise HalyardError(f"pod {ns}/{name} not ready after {timeout:.0f} s (phase {phase}); "
+                               f"see: kubectl -n {ns} describe pod {name}")
+        time.sleep(1)
+
+
+def wait_rollout(kube: Kube, cfg: SpinbootConfig, progress, timeout: float = ROLLOUT_SECONDS) -> None:
+    """Wait until every Spinnaker Deployment Halyard made has all its replicas updated and available."""
+    ns = cfg.spinnaker.namespace
+    deadline = time.monotonic() + timeout
+    said = False
+    while True:
+        deployments = kube.list("apps/v1", "Deployment", ns, labels="app=spin")
+        pending = []
+        for d in deployments:
+            spec, st = d.get("spec", {}), d.get("status", {})
+            want = spec.get("replicas", 1)
+            if (st.get("observedGeneration", 0) < d["metadata"].get("generation", 0) or st.get("updatedReplicas", 0) < want
+                    or st.get("availableReplicas", 0) < want):
+                pending.append(d["metadata"]["name"])
+        if deployments and not pending:
+            return
+        if not said:
+            progress(f"waiting for Spinnaker's rollout in {ns}")
+            said = True
+        if time.monotonic() > deadline:
+            what = ", ".join(pending) if deployments else "no Spinnaker Deployments found"
+            raise HalyardError(f"Spinnaker rollout in {ns} not complete after {timeout:.0f} s: {what}")
+        time.sleep(1)

@@ -1,0 +1,151 @@
+"""Spinnaker's account in one target cluster: apply its RBAC, wait for its token, mint its kubeconfig, prove
+least privilege.
+
+The proof asks the API server itself (SubjectAccessReview) what the service account may do: it must be allowed
+to deploy in each listed namespace, and denied in kube-system, in a namespace not on the list, and for secrets
+cluster-wide. Either side being wrong fails the stage, whoever granted the extra rights.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from dataclasses import dataclass, field
+
+import yaml
+
+from ..config.model import Target
+from ..render import pod_paths
+from ..render.rbac import target_manifests, token_secret_name
+from ..changes import Change
+from .resources import MANAGED_LABEL, Kube, KubeError
+
+TOKEN_WAIT_SECONDS = 60
+
+
+@dataclass
+class TargetResult:
+    changes: list[Change] = field(default_factory=list)
+    kubeconfig: bytes | None = None   # secret: never logged, written only with mode 0600
+    proof: list[str] = field(default_factory=list)
+
+
+def _missing_namespaces(kube: Kube, namespaces: list[str]) -> list[str]:
+    return [ns for ns in namespaces if kube.get(f"/api/v1/namespaces/{ns}") is None]
+
+
+def apply_target(kube: Kube, target: Target, endpoint: str, dry_run: bool = False, prove: bool = True,
+                 allow_delete: bool = False) -> TargetResult:
+    result = TargetResult()
+    missing = _missing_namespaces(kube, target.namespaces)
+    if missing:
+        raise KubeError(f"target {target.name}: namespace(s) {', '.join(missing)} do not exist in the cluster "
+                        f"(create them, or remove them from the target's namespaces)")
+    desired = [obj for docs in target_manifests(target).values() for obj in docs]
+    for obj in desired:
+        result.changes.append(kube.apply(obj, dry_run=dry_run))
+    stale = prune_rolebindings(kube, target, dry_run=True)
+    if stale and not (dry_run or allow_delete):
+        raise KubeError(f"target {target.name}: would delete " + ", ".join(c.ref for c in stale)
+                        + " (namespaces no longer in the file); re-run with --yes to delete")
+    result.changes.extend(stale if dry_run else prune_rolebindings(kube, target))
+    if dry_run:
+        return result
+    token, ca = wait_for_token(kube, target)
+    result.kubeconfig = mint_kubeconfig(target.name, endpoint, ca, token)
+    if prove:
+        result.proof = prove_least_privilege(kube, target)
+    return result
+
+
+def prune_rolebindings(kube: Kube, target: Target, dry_run: bool = False) -> list[Change]:
+    """Delete the RoleBindings spinboot made for this target in namespaces no longer listed."""
+    selector = f"{MANAGED_LABEL}=spinboot,spinboot.dev/target={target.name}"
+    out = []
+    for rb in kube.list("rbac.authorization.k8s.io/v1", "RoleBinding", labels=selector):
+        if rb["metadata"]["namespace"] not in target.namespaces:
+            out.append(kube.delete(rb, dry_run=dry_run))
+    return out
+
+
+def wait_for_token(kube: Kube, target: Target, timeout: float = TOKEN_WAIT_SECONDS) -> tuple[str, str]:
+    """The token controller fills the Secret asynchronously; wait for it (with a deadline)."""
+    path = f"/api/v1/namespaces/{target.service_account.namespace}/secrets/{token_secret_name(target)}"
+    deadline = time.monotonic() + timeout
+    delay = 0.2
+    while True:
+        secret = kube.get(path) or {}
+        data = secret.get("data") or {}
+        if data.get("token") and data.get("ca.crt"):
+            return base64.b64decode(data["token"]).decode(), base64.b64decode(data["ca.crt"]).decode()
+        if time.monotonic() > deadline:
+            raise KubeError(f"target {target.name}: the token Secret {token_secret_name(target)} was not filled within "
+                            f"{timeout:.0f} s (is kube-controller-manager's token controller running?)")
+        time.sleep(delay)
+        delay = min(delay * 2, 2)
+
+
+def mint_kubeconfig(name: str, endpoint: str, ca_pem: str, token: str) -> bytes:
+    """A kubeconfig for Spinnaker's account: one cluster, one user (the long-lived token), one context."""
+    ctx = pod_paths.kubeconfig_context(name)
+    doc = {
+        "apiVersion": "v1", "kind": "Config", "current-context": ctx,
+        "clusters": [{"name": name, "cluster": {"server": endpoint,
+                                                "certificate-authority-data": base64.b64encode(ca_pem.encode()).decode()}}],
+        "users": [{"name": f"spinnaker@{name}", "user": {"token": token}}],
+        "contexts": [{"name": ctx, "context": {"cluster": name, "user": f"spinnaker@{name}"}}],
+    }
+    return yaml.safe_dump(doc, sort_keys=False).encode()
+
+
+def _review(kube: Kube, target: Target, verb: str, resource: str, group: str = "", namespace: str = "") -> bool:
+    sa = target.service_account
+    body = {
+        "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+        "spec": {
+            "user": f"system:serviceaccount:{sa.namespace}:{sa.name}",
+            "groups": ["system:serviceaccounts", f"system:serviceaccounts:{sa.namespace}", "system:authenticated"],
+            "resourceAttributes": {"verb": verb, "resource": resource, "group": group, "namespace": namespace},
+        },
+    }
+    _, data = kube.request("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", body=body)
+    return bool(data.get("status", {}).get("allowed"))
+
+
+def unlisted_namespace(target: Target) -> str:
+    for candidate in ("default", "spinboot-unlisted"):
+        if candidate not in target.namespaces:
+            return candidate
+    return "spinboot-unlisted-2"
+
+
+def prove_least_privilege(kube: Kube, target: Target) -> list[str]:
+    """Ask the API server; return the findings, or raise when Spinnaker may do too little or too much."""
+    must_allow = []
+    for ns in target.namespaces:
+        must_allow += [("create", "deployments", "apps", ns), ("patch", "services", "", ns),
+                       ("delete", "configmaps", "", ns), ("list", "pods", "", ns)]
+    must_deny = [("create", "deployments", "apps", "kube-system"), ("get", "secrets", "", "kube-system"),
+                 ("create", "deployments", "apps", unlisted_namespace(target)),
+                 ("list", "secrets", "", ""), ("create", "clusterrolebindings", "rbac.authorization.k8s.io", ""),
+                 ("create", "namespaces", "", "")]
+    if target.dangerously_allow_system_namespaces:
+        must_deny = [d for d in must_deny if d[3] not in target.namespaces]
+    wrong, findings = [], []
+    for verb, res, group, ns in must_allow:
+        ok = _review(kube, target, verb, res, group, ns)
+        findings.append(f"{'allowed' if ok else 'DENIED'}: {verb} {res} in {ns}")
+        if not ok:
+            wrong.append(f"cannot {verb} {res} in {ns}")
+    for verb, res, group, ns in must_deny:
+        allowed = _review(kube, target, verb, res, group, ns)
+        where = f"in {ns}" if ns else "cluster-wide"
+        findings.append(f"{'ALLOWED' if allowed else 'denied'}: {verb} {res} {where}")
+        if allowed:
+            wrong.append(f"may {verb} {res} {where}")
+    if wrong:
+        sa = target.service_account
+        raise KubeError(f"target {target.name}: least-privilege proof failed for {sa.namespace}/{sa.name}: "
+                        + "; ".join(wrong) + " (look for RoleBindings or ClusterRoleBindings to it that spinboot "
+                                             "did not make)")
+    return findings
