@@ -272,3 +272,83 @@ def halyard_apply(config: ConfigOpt = Path("spinboot.yaml"), output: OutputOpt =
     """Deploy Halyard, run the configuration script in its pod, and wait for Spinnaker's rollout."""
     run_stages(config, output, sandbox, ("cluster", "rbac", "pubsub", "halyard"), "halyard apply", yes=yes,
                force_halyard=force)
+
+
+# --- the local sandbox -----------------------------------------------------------------------------------------
+
+sandbox_app = typer.Typer(help="The local sandbox: real Kubernetes control planes, Google's Pub/Sub server, a GKE "
+                               "API server and a Halyard stand-in, on loopback.", no_args_is_help=True)
+app.add_typer(sandbox_app, name="sandbox")
+
+
+@sandbox_app.command("up")
+def sandbox_up(
+    seed: Annotated[Path | None, typer.Option("--seed", help="Create the target clusters this spinboot file "
+                                                              "names, with their namespaces.")] = None,
+    gke_latency: Annotated[float, typer.Option("--gke-latency", help="Seconds a GKE operation takes.")] = 2.0,
+    output: OutputOpt = OutputFormat.text,
+) -> None:
+    """Start the sandbox in the background (stop it with `spinboot sandbox down`)."""
+    from ..sandbox.sandbox import Sandbox
+
+    rep = Reporter(output)
+    cfg = load_or_exit(seed, rep).config if seed else None
+    sb = Sandbox(detach=True, gke_latency_s=gke_latency, log=lambda m: rep.event("progress", f"  {m}", message=m))
+    t0 = __import__("time").monotonic()
+    try:
+        sb.up()
+        seeded = sb.seed(cfg) if cfg else []
+    except Exception as exc:
+        sb.down()
+        rep.error(f"sandbox up failed: {exc}; everything it started was stopped")
+        raise typer.Exit(EXIT_FAILED)
+    ep = sb.endpoints()
+    seconds = round(__import__("time").monotonic() - t0, 1)
+    rep.event("sandbox", None, status="up", seconds=seconds, seeded=seeded,
+              **{k: v for k, v in ep.items() if k != "token"})
+    if not rep.json:
+        rep.out.print(f"sandbox up in {seconds} s ({sb.dir})", markup=False)
+        rep.out.print(f"  GKE API        {ep['gke']} (insecure gRPC)", markup=False)
+        rep.out.print(f"  Pub/Sub        PUBSUB_EMULATOR_HOST={ep['pubsub']}", markup=False)
+        rep.out.print(f"  Cloud Storage  STORAGE_EMULATOR_HOST={ep['storage']}", markup=False)
+        for name in seeded:
+            t = next(t for t in cfg.targets if t.name == name)
+            rep.out.print(f"  target {name}: kubectl --kubeconfig "
+                          f"{sb.admin_kubeconfig(t.gke.project, t.gke.location, t.gke.cluster)} get ns", markup=False)
+        rep.out.print(f"Use it: spinboot apply -c FILE --sandbox   (or export SPINBOOT_SANDBOX={sb.endpoints_path})",
+                      markup=False)
+
+
+@sandbox_app.command("down")
+def sandbox_down(output: OutputOpt = OutputFormat.text) -> None:
+    """Stop every sandbox process and cluster; nothing is left running."""
+    from ..sandbox.sandbox import Sandbox
+
+    rep = Reporter(output)
+    sb = Sandbox()
+    sb.down()
+    left = sb.leftovers()
+    if left:
+        rep.error(f"processes still running after down: {left}")
+        raise typer.Exit(EXIT_FAILED)
+    rep.event("sandbox", "sandbox down: nothing left running", status="down")
+
+
+@sandbox_app.command("status")
+def sandbox_status(output: OutputOpt = OutputFormat.text) -> None:
+    """Show whether the sandbox runs, its endpoints and its clusters."""
+    from ..sandbox.sandbox import Sandbox
+
+    rep = Reporter(output)
+    info = Sandbox().status()
+    rep.event("sandbox", None, **info)
+    if not rep.json:
+        if not info["running"]:
+            rep.out.print("sandbox: not running (start it with: spinboot sandbox up)", markup=False)
+            return
+        rep.out.print(f"sandbox: running ({info['state_dir']})", markup=False)
+        for k in ("gke", "pubsub", "storage"):
+            rep.out.print(f"  {k:8} {info['endpoints'][k]}", markup=False)
+        for c in info["clusters"]:
+            rep.out.print(f"  cluster {c['name']}: {c['endpoint']} ({'up' if c['up'] else 'down'}); "
+                          f"kubectl --kubeconfig {c['admin_kubeconfig']}", markup=False)

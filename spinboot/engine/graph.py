@@ -46,6 +46,10 @@ class StepContext:
     def progress(self, message: str) -> None:
         self._emit({"event": "progress", "step": self.step.name, "message": message})
 
+    def report(self, event: str, **fields: Any) -> None:
+        """A structured event for --output json (the terminal view shows only what it knows)."""
+        self._emit({"event": event, "step": self.step.name, **fields})
+
     def output(self, stream: str, line: str) -> None:
         self._emit({"event": "output", "step": self.step.name, "stream": stream, "line": line})
 

@@ -89,19 +89,13 @@ class Stages:
         return gcp_storage.ensure_bucket(self.clients.storage, self.cfg, self.opts.dry_run)
 
     def cluster(self, ctx: StepContext) -> list[Change]:
-        def node_count() -> int | None:
-            a = self.shared.spinnaker
-            if a is None:
-                return None
-            return _count_nodes(Kube(a.api_client(), "spinnaker"), self.cfg.cluster.node_pool.name)
+        def node_count(a: gke.ClusterAccess) -> int:
+            cluster = access.Cluster("spinnaker", a.endpoint, a.ca_pem, token=self.clients.access_token)
+            return _count_nodes(Kube(cluster.api_client(), "spinnaker"), self.cfg.cluster.node_pool.name)
 
-        live = gke.get_cluster(self.clients.container, gke.cluster_name(self.cfg))
-        if live is not None:
-            a = gke.access_of(live)
-            self.shared.spinnaker = access.Cluster("spinnaker", a.endpoint, a.ca_pem, token=self.clients.access_token)
         changes, a = gke.ensure_cluster(self.clients.container, self.cfg, self.opts.dry_run, node_count=node_count,
                                         progress=ctx.progress)
-        if a is not None:
+        if a is not None and a.endpoint:
             self.shared.spinnaker = access.Cluster("spinnaker", a.endpoint, a.ca_pem, token=self.clients.access_token)
         return changes
 
@@ -118,8 +112,9 @@ class Stages:
             kube = Kube(cluster.api_client(), t.name)
             result = apply_target(kube, t, cluster.endpoint, dry_run=self.opts.dry_run,
                                   allow_delete=self.opts.allow_delete)
-            for line in result.proof:
-                ctx.progress(line)
+            if result.proof:
+                ctx.report("proof", checks=result.proof)
+                ctx.progress(f"least privilege proven: {len(result.proof)} access reviews as expected")
             if result.kubeconfig is not None:
                 with self.shared.lock:
                     self.shared.kubeconfigs[t.name] = result.kubeconfig

@@ -60,7 +60,7 @@ def access_of(cluster: container_v1.Cluster) -> ClusterAccess:
     endpoint = cluster.endpoint
     if cluster.private_cluster_config.enable_private_endpoint and cluster.private_cluster_config.private_endpoint:
         endpoint = cluster.private_cluster_config.private_endpoint
-    if not endpoint.startswith("https://"):
+    if endpoint and not endpoint.startswith("https://"):
         endpoint = "https://" + endpoint
     ca = base64.b64decode(cluster.master_auth.cluster_ca_certificate).decode()
     return ClusterAccess(cluster.name, endpoint, ca)
@@ -115,10 +115,11 @@ def _networks(cluster: container_v1.Cluster) -> tuple[bool, list[tuple[str, str]
     return bool(cfg.enabled), sorted((b.display_name, b.cidr_block) for b in cfg.cidr_blocks)
 
 
-def ensure_cluster(container, cfg: SpinbootConfig, dry_run: bool = False, node_count: Callable[[], int | None] = None,
+def ensure_cluster(container, cfg: SpinbootConfig, dry_run: bool = False,
+                   node_count: Callable[[ClusterAccess], int | None] | None = None,
                    progress: Callable[[str], None] = lambda m: None) -> tuple[list[Change], ClusterAccess | None]:
-    """Reconcile the cluster and its node pool. ``node_count`` reads the pool's live size (GKE's API does not
-    report it: it is read from the cluster's Node objects)."""
+    """Reconcile the cluster and its node pool. ``node_count(access)`` reads the pool's live size (GKE's API
+    does not report it: it is read from the cluster's Node objects)."""
     name = cluster_name(cfg)
     kind = "GKE cluster"
     live = get_cluster(container, name)
@@ -157,7 +158,7 @@ def ensure_cluster(container, cfg: SpinbootConfig, dry_run: bool = False, node_c
         changes.append(Change("update", kind, cfg.cluster.name, detail=what))
         if not dry_run:
             progress(f"cluster {cfg.cluster.name}: {what}")
-            op = container.update_cluster(name=name, update=update, retry=RETRY)
+            op = container.update_cluster(request={"name": name, "update": update}, retry=RETRY)
             wait_operation(container, cfg.project, cfg.cluster.location, op, f"update cluster ({what})", progress)
 
     if live.workload_identity_config.workload_pool != want.workload_identity_config.workload_pool:
@@ -176,8 +177,8 @@ def ensure_cluster(container, cfg: SpinbootConfig, dry_run: bool = False, node_c
     if dict(live.resource_labels) != dict(want.resource_labels):
         changes.append(Change("update", kind, cfg.cluster.name, detail="labels"))
         if not dry_run:
-            op = container.set_labels(name=name, resource_labels=dict(want.resource_labels),
-                                      label_fingerprint=live.label_fingerprint, retry=RETRY)
+            op = container.set_labels(request={"name": name, "resource_labels": dict(want.resource_labels),
+                                               "label_fingerprint": live.label_fingerprint}, retry=RETRY)
             wait_operation(container, cfg.project, cfg.cluster.location, op, "set labels", progress)
 
     changes += _ensure_pool(container, cfg, live, dry_run, node_count, progress)
@@ -193,7 +194,7 @@ def _ensure_pool(container, cfg, live: container_v1.Cluster, dry_run, node_count
     pool = next((p for p in live.node_pools if p.name == want.name), None)
     if pool is None:
         if not dry_run:
-            op = container.create_node_pool(parent=cluster_name(cfg), node_pool=want, retry=RETRY)
+            op = container.create_node_pool(request={"parent": cluster_name(cfg), "node_pool": want}, retry=RETRY)
             wait_operation(container, cfg.project, cfg.cluster.location, op, f"create node pool {want.name}", progress)
         others = ", ".join(p.name for p in live.node_pools) or "none"
         return [Change("create", kind, want.name, detail=f"{want.initial_node_count} x {want.config.machine_type}; "
@@ -212,8 +213,9 @@ def _ensure_pool(container, cfg, live: container_v1.Cluster, dry_run, node_count
     if pool.config.workload_metadata_config.mode != want.config.workload_metadata_config.mode:
         out.append(Change("update", kind, want.name, detail="GKE metadata server (Workload Identity)"))
         if not dry_run:
-            op = container.update_node_pool(name=pool_name, node_version="-", image_type="",
-                                            workload_metadata_config=want.config.workload_metadata_config, retry=RETRY)
+            op = container.update_node_pool(request={"name": pool_name, "node_version": "-", "image_type": "",
+                                                     "workload_metadata_config": want.config.workload_metadata_config},
+                                            retry=RETRY)
             wait_operation(container, cfg.project, cfg.cluster.location, op, "node pool metadata", progress)
     want_auto = (bool(want.autoscaling.enabled), want.autoscaling.min_node_count, want.autoscaling.max_node_count)
     live_auto = (bool(pool.autoscaling.enabled), pool.autoscaling.min_node_count, pool.autoscaling.max_node_count)
@@ -221,15 +223,17 @@ def _ensure_pool(container, cfg, live: container_v1.Cluster, dry_run, node_count
         out.append(Change("update", kind, want.name, detail=(
             f"autoscaling {want_auto[1]}..{want_auto[2]}" if want_auto[0] else "autoscaling off")))
         if not dry_run:
-            op = container.set_node_pool_autoscaling(name=pool_name, autoscaling=want.autoscaling, retry=RETRY)
+            op = container.set_node_pool_autoscaling(request={"name": pool_name, "autoscaling": want.autoscaling},
+                                                     retry=RETRY)
             wait_operation(container, cfg.project, cfg.cluster.location, op, "node pool autoscaling", progress)
     if not want.autoscaling.enabled:
-        current = node_count() if node_count else None
+        current = node_count(access_of(live)) if node_count and live.endpoint else None
         zones = max(1, len(pool.locations) or 1)
         desired_total = want.initial_node_count * zones
         if current is not None and current != desired_total:
             out.append(Change("update", kind, want.name, detail=f"nodes {current} → {desired_total}"))
             if not dry_run:
-                op = container.set_node_pool_size(name=pool_name, node_count=want.initial_node_count, retry=RETRY)
+                op = container.set_node_pool_size(request={"name": pool_name, "node_count": want.initial_node_count},
+                                                  retry=RETRY)
                 wait_operation(container, cfg.project, cfg.cluster.location, op, "node pool size", progress)
     return out

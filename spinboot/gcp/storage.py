@@ -1,5 +1,5 @@
 """front50's bucket: created with uniform bucket-level access and versioning (so a bad write can be undone), and
-Spinnaker's service account may manage objects in it, nothing more."""
+Spinnaker's service account may manage objects in it, nothing more. An existing bucket is adopted as it is."""
 
 from __future__ import annotations
 
@@ -14,13 +14,9 @@ def ensure_bucket(storage, cfg: SpinbootConfig, dry_run: bool = False) -> list[C
     st = cfg.spinnaker.storage
     kind = "GCS bucket"
     try:
-        bucket = storage.get_bucket(st.bucket)
+        storage.get_bucket(st.bucket)
+        # An existing bucket is adopted as it is: its versioning and location are the owner's choice.
         change = Change("unchanged", kind, st.bucket)
-        if not bucket.versioning_enabled:
-            change = Change("update", kind, st.bucket, detail="versioning on")
-            if not dry_run:
-                bucket.versioning_enabled = True
-                bucket.patch()
     except exceptions.NotFound:
         change = Change("create", kind, st.bucket, detail=f"{st.location}, uniform access, versioning")
         if not dry_run:

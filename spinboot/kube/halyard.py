@@ -124,19 +124,22 @@ def apply_halyard(kube: Kube, cfg: SpinbootConfig, files: dict[str, bytes], kube
 
 
 def wait_pod_ready(kube: Kube, ns: str, name: str, progress, timeout: float = POD_READY_SECONDS) -> None:
+    """Wait for the pod's Ready condition; say why it is not ready (unschedulable, pulling, crashing) meanwhile."""
     deadline = time.monotonic() + timeout
-    said = False
+    said = ""
     while True:
-        pod = kube.get(f"/api/v1/namespaces/{ns}/pods/{name}")
-        conditions = {c["type"]: c["status"] for c in ((pod or {}).get("status") or {}).get("conditions", [])}
-        if conditions.get("Ready") == "True":
+        pod = kube.get(f"/api/v1/namespaces/{ns}/pods/{name}") or {}
+        status = pod.get("status") or {}
+        conditions = {c["type"]: c for c in status.get("conditions", [])}
+        if conditions.get("Ready", {}).get("status") == "True":
             return
-        if not said:
-            progress(f"waiting for pod {ns}/{name} to be ready")
-            said = True
+        why = next((f"{c.get('reason', '')}: {c.get('message', '')}" for c in conditions.values()
+                    if c.get("status") == "False" and c.get("message")), status.get("phase", "not created yet"))
+        if why != said:
+            progress(f"waiting for pod {ns}/{name}: {why}")
+            said = why
         if time.monotonic() > deadline:
-            phase = ((pod or {}).get("status") or {}).get("phase", "missing")
-            raise HalyardError(f"pod {ns}/{name} not ready after {timeout:.0f} s (phase {phase}); "
+            raise HalyardError(f"pod {ns}/{name} not ready after {timeout:.0f} s ({why}); "
                                f"see: kubectl -n {ns} describe pod {name}")
         time.sleep(1)
 

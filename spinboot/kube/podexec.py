@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import gzip
 import io
+import json
+import re
 import shlex
 import tarfile
 import time
@@ -18,6 +20,7 @@ from typing import Callable
 
 from kubernetes import client
 from kubernetes.stream import stream
+from kubernetes.stream.ws_client import ERROR_CHANNEL
 
 
 class ExecError(Exception):
@@ -74,10 +77,33 @@ def exec_in_pod(api: client.ApiClient, namespace: str, pod: str, command: list[s
         for name in ("stdout", "stderr"):
             if partial[name] and on_line:
                 on_line(name, partial[name])
-        code = ws.returncode
+        code = exit_code(ws.read_channel(ERROR_CHANNEL))
     finally:
         ws.close()
-    return ExecResult(code if code is not None else -1, "".join(out), "".join(err))
+    return ExecResult(code, "".join(out), "".join(err))
+
+
+def exit_code(status: str | None) -> int:
+    """The command's exit code from the exec error channel's Status object.
+
+    ``Success`` is 0; a kubelet reports a non-zero exit as reason NonZeroExitCode with the code as an ExitCode
+    cause; some runtimes (kwok among them) only say "... exit status N" in the message.
+    """
+    if not status:
+        return 0
+    try:
+        st = json.loads(status)
+    except ValueError:
+        st = {"message": status}
+    if st.get("status") == "Success":
+        return 0
+    for cause in (st.get("details") or {}).get("causes") or []:
+        if cause.get("reason") == "ExitCode":
+            return int(cause["message"])
+    m = re.search(r"exit status (\d+)", st.get("message", ""))
+    if m:
+        return int(m.group(1))
+    raise ExecError(f"exec failed: {st.get('message') or status}")
 
 
 def tar_gz(files: dict[str, tuple[bytes, int]]) -> bytes:

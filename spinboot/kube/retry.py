@@ -17,6 +17,8 @@ DEADLINE_SECONDS = float(os.environ.get("SPINBOOT_KUBE_RETRY_DEADLINE", "120"))
 def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, ApiException):
         return exc.status in TRANSIENT_STATUS or exc.status == 0  # 0: the connection failed
+    if isinstance(exc, ValueError):  # e.g. urllib3's LocationValueError: a bad address never gets better
+        return False
     return isinstance(exc, (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError))
 
 

@@ -61,11 +61,11 @@ def apply_target(kube: Kube, target: Target, endpoint: str, dry_run: bool = Fals
 def prune_rolebindings(kube: Kube, target: Target, dry_run: bool = False) -> list[Change]:
     """Delete the RoleBindings spinboot made for this target in namespaces no longer listed."""
     selector = f"{MANAGED_LABEL}=spinboot,spinboot.dev/target={target.name}"
-    out = []
-    for rb in kube.list("rbac.authorization.k8s.io/v1", "RoleBinding", labels=selector):
-        if rb["metadata"]["namespace"] not in target.namespaces:
-            out.append(kube.delete(rb, dry_run=dry_run))
-    return out
+    stale = [rb for rb in kube.list("rbac.authorization.k8s.io/v1", "RoleBinding", labels=selector)
+             if rb["metadata"]["namespace"] not in target.namespaces]
+    if dry_run:
+        return [Change("delete", "RoleBinding", rb["metadata"]["name"], rb["metadata"]["namespace"]) for rb in stale]
+    return [kube.delete(rb) for rb in stale]
 
 
 def wait_for_token(kube: Kube, target: Target, timeout: float = TOKEN_WAIT_SECONDS) -> tuple[str, str]:

@@ -60,6 +60,11 @@ SERVICE_IP = "10.96.0.1"  # first IP of SERVICE_CIDR: the in-cluster "kubernetes
 POD_CIDR = "10.244.0.0/16"
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
 NODE_COUNT = 2
+ADMIN_USER = "spinboot-sandbox-admin"  # the user the admin bearer token (spinboot's "Google token") is
+# Verbs that change state. SubjectAccessReviews and TokenReviews are "create" but persist nothing: they are
+# questions, so counting tools leave them out (see mutating_requests).
+MUTATING_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
+REVIEW_RESOURCES = {"subjectaccessreviews", "selfsubjectaccessreviews", "tokenreviews", "localsubjectaccessreviews"}
 # Fake nodes advertise far more than the sandbox has: nothing runs, and Spinnaker's requests must fit.
 NODE_RESOURCES = {"cpu": "64", "memory": "512Gi", "pods": "250", "ephemeral-storage": "1Ti"}
 PROCS = ("kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd")
@@ -607,7 +612,8 @@ class KubeCluster:
         pki.key_pair("service-account")
         endpoint = self.endpoint
         for stem, cn, orgs in (
-            ("admin", "spinboot-sandbox-admin", ["system:masters"]),
+            # The sandbox's own admin (seeding, kubectl); spinboot itself uses the bearer token below.
+            ("admin", "sandbox-admin", ["system:masters"]),
             ("controller-manager", "system:kube-controller-manager", []),
             ("scheduler", "system:kube-scheduler", []),
             # kwok plays kubelet for all nodes and manages its CRDs: a single-node identity would not do.
@@ -620,8 +626,7 @@ class KubeCluster:
         _write_private(pki.dir / "admin.token", token + "\n")
         # Static token file: token,user,uid,"groups". A bearer token lets spinboot use the same code path as
         # against GKE (Authorization: Bearer ...), and the GKE emulator can choose the token it hands out.
-        user = "spinboot-sandbox-admin"
-        _write_private(pki.dir / "tokens.csv", f'{token},{user},{user},"system:masters"\n')
+        _write_private(pki.dir / "tokens.csv", f'{token},{ADMIN_USER},{ADMIN_USER},"system:masters"\n')
         self._save_state(ready=False)
 
     def _etcd_args(self, b: dict[str, Path]) -> list[str]:
@@ -660,7 +665,30 @@ class KubeCluster:
             "--allow-privileged=true",
             "--profiling=false",
             f"--cert-dir={self.dir / 'run'}",
+            # Audit what the admin-token user (spinboot, as with a Google token on GKE) asks for, so tests count
+            # calls at the server, not inside spinboot. Metadata level: no request or response bodies.
+            f"--audit-policy-file={self._audit_policy()}",
+            f"--audit-log-path={self.audit_log_path}", "--audit-log-format=json", "--audit-log-maxbackup=1",
         ]
+
+    @property
+    def audit_log_path(self) -> Path:
+        return self.dir / "logs" / "audit.log"
+
+    def _audit_policy(self) -> Path:
+        path = self.dir / "run" / "audit-policy.yaml"
+        path.write_text(
+            "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n"
+            f"  - level: Metadata\n    users: [{ADMIN_USER}]\n  - level: None\n")
+        return path
+
+    def audit_events(self) -> list[dict]:
+        """Completed requests of the admin-token user, oldest first."""
+        try:
+            lines = self.audit_log_path.read_text().splitlines()
+        except OSError:
+            return []
+        return [e for e in (json.loads(line) for line in lines if line.strip()) if e.get("stage") == "ResponseComplete"]
 
     def _kcm_args(self, b: dict[str, Path]) -> list[str]:
         pki, kc = self.dir / "pki", self.dir / "run" / "controller-manager.kubeconfig"
@@ -877,6 +905,18 @@ def _rmtree(p: Path) -> None:
         shutil.rmtree(p, ignore_errors=True)
     else:
         p.unlink(missing_ok=True)
+
+
+def mutating_requests(events: list[dict]) -> list[str]:
+    """"VERB resource namespace/name" for each audit event that changed state (reviews and dry runs excluded)."""
+    out = []
+    for e in events:
+        ref = e.get("objectRef") or {}
+        dry_run = "dryRun=All" in e.get("requestURI", "")
+        if e.get("verb") in MUTATING_VERBS and ref.get("resource") not in REVIEW_RESOURCES and not dry_run:
+            out.append(f"{e['verb']} {ref.get('resource')}{'/' + ref['subresource'] if ref.get('subresource') else ''} "
+                       f"{ref.get('namespace', '')}/{ref.get('name', '')} ({e.get('responseStatus', {}).get('code')})")
+    return out
 
 
 def start_clusters(names: Iterable[str], state_dir: str | os.PathLike, log: Log = _noop,

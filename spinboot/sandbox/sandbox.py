@@ -1,0 +1,261 @@
+"""The whole local sandbox behind one object: ``with Sandbox() as sb: ...`` or ``spinboot sandbox up``.
+
+What runs, all on 127.0.0.1:
+- a GKE API server (``google.container.v1.ClusterManager`` plus IAM Admin and Resource Manager Projects); every
+  cluster created through it is backed by a real Kubernetes control plane (``gkebacking``);
+- Google's Pub/Sub server ``pstest`` with an IAMPolicy service;
+- a Cloud Storage emulator (``gcp-storage-emulator`` from PyPI, with bucket IAM);
+- for a seed file: the target GKE clusters it names, with their application namespaces, as they would exist
+  before spinboot runs.
+
+``endpoints.json`` in the state directory (mode 0600: it holds the sandbox's access token) is what
+``spinboot ... --sandbox`` reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable
+
+from . import build as kube_build
+from . import gcp as gcp_emulators
+from . import gkebacking, kube
+from .paths import endpoints_file, state_dir as default_state_dir
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class StorageEmulator:
+    """gcp-storage-emulator (a real GCS JSON API emulator from PyPI) in its own session."""
+
+    def __init__(self, state_dir: Path):
+        self.state_dir = state_dir
+        self.pid_path = state_dir / "storage.pid"
+        self.log_path = state_dir / "storage.log"
+        self.url = ""
+
+    def start(self, detach: bool = False, timeout: float = 30) -> "StorageEmulator":
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.stop()
+        port = _free_port()
+        exe = shutil.which("gcp-storage-emulator", path=os.pathsep.join([str(Path(sys.executable).parent),
+                                                                         os.environ.get("PATH", "")]))
+        if not exe:
+            raise RuntimeError("gcp-storage-emulator is not installed (pip install 'spinboot[sandbox]')")
+        with self.log_path.open("ab") as log:
+            proc = subprocess.Popen([exe, "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory"],
+                                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True)
+        self.pid_path.write_text(str(proc.pid))
+        self.url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    return self
+            if proc.poll() is not None:
+                raise RuntimeError(f"storage emulator exited: {self.log_path.read_text()[-2000:]}")
+            time.sleep(0.1)
+        raise TimeoutError("storage emulator not listening after 30 s")
+
+    def stop(self) -> None:
+        try:
+            pid = int(self.pid_path.read_text())
+        except (OSError, ValueError):
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGTERM)
+            for _ in range(50):
+                os.kill(pid, 0)
+                time.sleep(0.1)
+            os.killpg(pid, signal.SIGKILL)
+        self.pid_path.unlink(missing_ok=True)
+
+
+class Sandbox:
+    def __init__(self, state_dir: str | os.PathLike | None = None, gke_latency_s: float = 2.0,
+                 log: Callable[[str], None] = lambda m: None, detach: bool = False):
+        self.dir = Path(state_dir or default_state_dir()).absolute()
+        self.clusters_dir = self.dir / "clusters"
+        self.log = log
+        self.detach = detach
+        self.gke_latency_s = gke_latency_s
+        self.token = ""
+        self.pubsub: gcp_emulators.PubSubEmulator | None = None
+        self.gke: gcp_emulators.GkeEmulator | None = None
+        self.storage = StorageEmulator(self.dir / "storage")
+
+    # --- lifecycle ----------------------------------------------------------------------------------------------
+
+    def build(self) -> None:
+        """Build (or find cached) every binary; the two builds run side by side."""
+        with ThreadPoolExecutor(2) as pool:
+            futures = [pool.submit(kube_build.ensure_binaries, log=self.log),
+                       pool.submit(gcp_emulators.ensure_binaries, log=self.log)]
+            for f in futures:
+                f.result()
+
+    def up(self) -> "Sandbox":
+        self.down()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.dir, 0o700)
+        self.build()
+        self.token = secrets.token_urlsafe(32)
+        extra = ["--exit-with-parent=false"] if self.detach else []
+        self.pubsub = gcp_emulators.PubSubEmulator(self.dir / "pubsub", extra_args=extra)
+        backing = [sys.executable, "-m", "spinboot.sandbox.gkebacking"]
+        self.gke = gcp_emulators.GkeEmulator(
+            self.dir / "gke", latency_s=self.gke_latency_s, extra_args=extra,
+            provision_cmd=backing + ["create", "--state-dir", str(self.clusters_dir)],
+            deprovision_cmd=backing + ["delete", "--state-dir", str(self.clusters_dir)],
+            nodes_cmd=backing + ["nodes", "--state-dir", str(self.clusters_dir)],
+            env={"SPINBOOT_SANDBOX_TOKEN": self.token, "PYTHONPATH": _source_root()})
+        try:
+            self.pubsub.start()
+            self.gke.start()
+            self.storage.start()
+        except BaseException:
+            self.down()
+            raise
+        if self.detach:
+            for server in (self.pubsub, self.gke):
+                with contextlib.suppress(Exception):
+                    import atexit
+
+                    atexit.unregister(server.stop)
+        self._write_endpoints()
+        self.log(f"sandbox up in {self.dir}")
+        return self
+
+    def down(self) -> None:
+        """Stop everything this state directory knows about, even what a killed run left behind."""
+        for name, cls in (("gke", gcp_emulators.GkeEmulator), ("pubsub", gcp_emulators.PubSubEmulator)):
+            server = getattr(self, name) or cls(self.dir / name)
+            with contextlib.suppress(Exception):
+                server._reap_stale() if server.proc is None else server.stop()
+        self.storage.stop()
+        if self.clusters_dir.is_dir():
+            for f in sorted(self.clusters_dir.glob("*/cluster.json")):
+                with contextlib.suppress(kube.ClusterError):
+                    kube.KubeCluster.attach(f.parent.name, self.clusters_dir).stop()
+        endpoints = self.dir / "endpoints.json"
+        endpoints.unlink(missing_ok=True)
+
+    def __enter__(self) -> "Sandbox":
+        return self.up()
+
+    def __exit__(self, *exc) -> None:
+        self.down()
+
+    # --- what clients need --------------------------------------------------------------------------------------
+
+    def endpoints(self) -> dict:
+        return {"gke": self.gke.address, "gke_admin": self.gke.admin_url, "pubsub": self.pubsub.address,
+                "pubsub_admin": self.pubsub.admin_url, "storage": self.storage.url, "token": self.token,
+                "state_dir": str(self.dir), "clusters_dir": str(self.clusters_dir)}
+
+    def _write_endpoints(self) -> None:
+        path = self.dir / "endpoints.json"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(self.endpoints(), f, indent=2)
+
+    @property
+    def endpoints_path(self) -> Path:
+        return self.dir / "endpoints.json"
+
+    def environ(self) -> dict[str, str]:
+        """Environment for spinboot and the Google clients to use this sandbox."""
+        return {"SPINBOOT_SANDBOX": str(self.endpoints_path), "PUBSUB_EMULATOR_HOST": self.pubsub.address,
+                "STORAGE_EMULATOR_HOST": self.storage.url}
+
+    # --- status ----------------------------------------------------------------------------------------------------
+
+    def status(self) -> dict:
+        path = self.dir / "endpoints.json"
+        running = path.is_file()
+        info: dict = {"running": running, "state_dir": str(self.dir), "clusters": []}
+        if running:
+            ep = json.loads(path.read_text())
+            info["endpoints"] = {k: v for k, v in ep.items() if k != "token"}
+        for f in sorted(self.clusters_dir.glob("*/cluster.json")) if self.clusters_dir.is_dir() else []:
+            with contextlib.suppress(kube.ClusterError):
+                c = kube.KubeCluster.attach(f.parent.name, self.clusters_dir)
+                alive = c.alive_pids()
+                info["clusters"].append({"name": c.name, "up": bool(alive), "endpoint": c.endpoint if alive else "",
+                                         "admin_kubeconfig": str(c.admin_kubeconfig_path)})
+        return info
+
+    def leftovers(self) -> list[int]:
+        """PIDs of sandbox processes still alive under this state directory."""
+        pids: list[int] = []
+        for f in sorted(self.clusters_dir.glob("*/cluster.json")) if self.clusters_dir.is_dir() else []:
+            with contextlib.suppress(kube.ClusterError):
+                pids += kube.KubeCluster.attach(f.parent.name, self.clusters_dir).alive_pids()
+        for pid_file in list(self.dir.glob("*/*.pid")):
+            with contextlib.suppress(OSError, ValueError):
+                pid = int(pid_file.read_text().strip())
+                os.kill(pid, 0)
+                pids.append(pid)
+        return sorted(set(pids))
+
+    # --- the world before spinboot ---------------------------------------------------------------------------------
+
+    def seed(self, cfg) -> list[str]:
+        """Create the target GKE clusters the file names, with their namespaces; returns their names."""
+        from google.cloud import container_v1
+
+        from ..gcp.gke import wait_operation
+
+        cm = self.gke.cluster_manager()
+        made = []
+        for t in cfg.targets:
+            if not t.gke:
+                continue
+            parent = f"projects/{t.gke.project}/locations/{t.gke.location}"
+            cluster = container_v1.Cluster(
+                name=t.gke.cluster, workload_identity_config={"workload_pool": f"{t.gke.project}.svc.id.goog"},
+                node_pools=[container_v1.NodePool(name="default-pool", initial_node_count=1,
+                                                  config={"machine_type": "e2-standard-4"})])
+            op = cm.create_cluster(parent=parent, cluster=cluster)
+            wait_operation(cm, t.gke.project, t.gke.location, op, f"seed cluster {t.gke.cluster}", timeout=600)
+            made.append(t.name)
+        for t in cfg.targets:
+            if t.gke:
+                self._create_namespaces(t, cm)
+        return made
+
+    def admin_kubeconfig(self, project: str, location: str, cluster: str) -> Path:
+        return self.clusters_dir / f"{project}-{location}-{cluster}" / "admin.kubeconfig"
+
+    def _create_namespaces(self, t, cm) -> None:
+        from kubernetes import client, config
+
+        api = config.new_client_from_config(
+            config_file=str(self.admin_kubeconfig(t.gke.project, t.gke.location, t.gke.cluster)))
+        core = client.CoreV1Api(api)
+        for ns in t.namespaces:
+            try:
+                core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+            except client.exceptions.ApiException as exc:
+                if exc.status != 409:
+                    raise
+
+
+def _source_root() -> str:
+    return str(Path(__file__).resolve().parents[2])
