@@ -12,9 +12,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# The whole bootstrap of examples/spinboot.yaml on the local sandbox, from nothing to a running (sandbox)
+# Spinnaker. The first run on a machine builds the sandbox's binaries (minutes). KEEP=1 leaves it running.
+DEMO_SANDBOX := $(CURDIR)/out/sandbox
 demo: $(STAMP)
 	$(BIN)/spinboot validate -c examples/spinboot.yaml
 	$(BIN)/spinboot render -c examples/spinboot.yaml -o out/demo
+	SPINBOOT_SANDBOX_DIR=$(DEMO_SANDBOX) $(BIN)/spinboot sandbox up --seed examples/spinboot.yaml
+	SPINBOOT_SANDBOX_DIR=$(DEMO_SANDBOX) $(BIN)/spinboot apply -c examples/spinboot.yaml --sandbox --yes; \
+	rc=$$?; \
+	if [ -z "$(KEEP)" ]; then SPINBOOT_SANDBOX_DIR=$(DEMO_SANDBOX) $(BIN)/spinboot sandbox down; \
+	else echo "sandbox left running: SPINBOOT_SANDBOX_DIR=$(DEMO_SANDBOX) $(BIN)/spinboot sandbox down"; fi; \
+	exit $$rc
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -180,7 +180,7 @@ def make_clients(sandbox: bool, rep: Reporter):
 
 
 def run_stages(config: Path, output: OutputFormat, sandbox: bool, stages: tuple[str, ...], verb: str,
-               dry_run: bool = False, yes: bool = False, detailed_exitcode: bool = False, **opts) -> None:
+               dry_run: bool = False, yes: bool = False, detailed_exitcode: bool = False, **opts) -> SpinbootConfig:
     from ..engine.graph import run_graph
     from ..engine.stages import RunOptions, Stages
     from .live import RunView, summarize
@@ -205,6 +205,7 @@ def run_stages(config: Path, output: OutputFormat, sandbox: bool, stages: tuple[
         raise typer.Exit(EXIT_CHANGES)
     if blocked and not dry_run:
         raise typer.Exit(EXIT_FAILED)
+    return loaded.config
 
 
 @app.command()
@@ -223,8 +224,33 @@ def apply(config: ConfigOpt = Path("spinboot.yaml"), output: OutputOpt = OutputF
           verify: Annotated[bool, typer.Option("--verify", help="Prove Pub/Sub delivery with a test message.")] = False
           ) -> None:
     """Make live state match the file: every stage, in dependency order, in parallel where possible."""
-    run_stages(config, output, sandbox, ("cluster", "rbac", "pubsub", "halyard"), "apply", yes=yes,
-               verify_pubsub=verify)
+    cfg = run_stages(config, output, sandbox, ("cluster", "rbac", "pubsub", "halyard"), "apply", yes=yes,
+                     verify_pubsub=verify)
+    report_spinnaker(Reporter(output), cfg)
+
+
+def report_spinnaker(rep: Reporter, cfg: SpinbootConfig) -> None:
+    """What an operator wants after an apply: where Spinnaker is and what it is connected to."""
+    s = cfg.spinnaker
+    accounts = [{"name": s.deploy_account, "cluster": cfg.cluster.name, "namespaces": [s.namespace]}]
+    for t in cfg.targets:
+        where = f"{t.gke.project}/{t.gke.location}/{t.gke.cluster}" if t.gke else t.kubeconfig.context
+        accounts.append({"name": t.name, "cluster": where, "namespaces": t.namespaces})
+    subs = [f"projects/{r.project}/subscriptions/{r.subscription.name}" for r in cfg.registries]
+    rep.event("spinnaker", None, cluster=f"{cfg.project}/{cfg.cluster.location}/{cfg.cluster.name}",
+              version=s.version, deck=s.exposure.ui_url, gate=s.exposure.api_url, accounts=accounts,
+              subscriptions=subs)
+    if rep.json:
+        return
+    out = rep.out
+    out.print(f"\nSpinnaker {s.version} in {cfg.project}/{cfg.cluster.location}/{cfg.cluster.name}, namespace "
+              f"{s.namespace}", style="bold", markup=False)
+    for a in accounts:
+        out.print(f"  account      {a['name']}: {a['cluster']}, namespaces {', '.join(a['namespaces'])}", markup=False)
+    for sub in subs:
+        out.print(f"  subscription {sub}", markup=False)
+    out.print(f"  Deck         {s.exposure.ui_url}   (service spin-deck:9000 in {s.namespace})", markup=False)
+    out.print(f"  Gate         {s.exposure.api_url}   (service spin-gate:8084 in {s.namespace})", markup=False)
 
 
 def _stage_app(name: str, help_text: str) -> typer.Typer:
@@ -250,9 +276,11 @@ def cluster_apply(config: ConfigOpt = Path("spinboot.yaml"), output: OutputOpt =
 def rbac_apply(config: ConfigOpt = Path("spinboot.yaml"), output: OutputOpt = OutputFormat.text,
                sandbox: SandboxOpt = False, yes: YesOpt = False,
                cluster: Annotated[list[str], typer.Option("--cluster", help="Only this target (repeatable).")] = [],
+               prune: Annotated[bool, typer.Option("--prune", help="Also remove spinboot's RBAC from targets that "
+                                                                   "are no longer in the file.")] = False,
                ) -> None:
     """Apply Spinnaker's service account and namespace-scoped RBAC, mint kubeconfigs, prove least privilege."""
-    run_stages(config, output, sandbox, ("rbac",), "rbac apply", yes=yes, only_targets=tuple(cluster))
+    run_stages(config, output, sandbox, ("rbac",), "rbac apply", yes=yes, only_targets=tuple(cluster), prune=prune)
 
 
 @pubsub_app.command("apply")

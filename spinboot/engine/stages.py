@@ -22,7 +22,7 @@ from ..gcp import gke, iam as gcp_iam, pubsub as gcp_pubsub, storage as gcp_stor
 from ..gcp.clients import GoogleClients
 from ..kube import access
 from ..kube.halyard import apply_halyard
-from ..kube.resources import Kube
+from ..kube.resources import Kube, KubeError
 from ..kube.targets import apply_target
 from ..render import render_all
 from ..render.gcp import iam_spec
@@ -38,6 +38,7 @@ class RunOptions:
     only_targets: tuple[str, ...] = ()
     force_halyard: bool = False
     allow_delete: bool = False   # deletions need --yes (plan only reports them)
+    prune: bool = False          # remove the RBAC of targets no longer in the file
 
 
 @dataclass
@@ -137,9 +138,41 @@ class Stages:
 
     # --- graphs -----------------------------------------------------------------------------------------------
 
+    def prune_removed(self, ctx: StepContext) -> list[Change]:
+        """Remove what spinboot made in targets that were in an earlier file and are not in this one."""
+        from ..config.model import Target as TargetModel
+        from ..kube.targets import read_record, record_manifest, remove_target
+
+        live = gke.get_cluster(self.clients.container, gke.cluster_name(self.cfg))
+        if live is None:
+            return []
+        a = gke.access_of(live)
+        spin = Kube(access.Cluster("spinnaker", a.endpoint, a.ca_pem, token=self.clients.access_token).api_client())
+        record = read_record(spin, self.cfg.spinnaker.halyard.namespace)
+        current = {t.name for t in self.cfg.targets}
+        changes: list[Change] = []
+        for name, data in sorted(record.items()):
+            if name in current:
+                continue
+            gone = TargetModel.model_validate({**data, "namespaces": ["unused"]})
+            ctx.progress(f"removing spinboot's RBAC from former target {name}")
+            kube = Kube(self.target_cluster(gone).api_client(), name)
+            planned = remove_target(kube, name, dry_run=True)
+            if planned and not (self.opts.dry_run or self.opts.allow_delete):
+                raise KubeError(f"former target {name}: would delete " + ", ".join(c.ref for c in planned)
+                                + "; re-run with --yes to delete")
+            changes += planned if self.opts.dry_run else remove_target(kube, name)
+            if not self.opts.dry_run:
+                record.pop(name)
+                spin.apply(record_manifest(self.cfg.spinnaker.halyard.namespace, record))
+        return changes
+
     def rbac_steps(self) -> list[Step]:
         targets = [t for t in self.cfg.targets if not self.opts.only_targets or t.name in self.opts.only_targets]
-        return [Step(f"rbac:{t.name}", f"RBAC and kubeconfig in {t.name}", self.rbac(t)) for t in targets]
+        steps = [Step(f"rbac:{t.name}", f"RBAC and kubeconfig in {t.name}", self.rbac(t)) for t in targets]
+        if self.opts.prune:
+            steps.append(Step("rbac:prune", "RBAC of targets removed from the file", self.prune_removed))
+        return steps
 
     def steps(self, stages: tuple[str, ...] = STAGES) -> list[Step]:
         out: list[Step] = []

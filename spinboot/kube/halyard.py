@@ -20,6 +20,7 @@ from ..render import pod_paths
 from ..render.halyard import HALYARD_NAME, halyard_manifests
 from .podexec import ExecError, copy_into_pod, exec_in_pod
 from .resources import Kube, KubeError
+from .targets import read_record, record_manifest, target_record
 
 STATE_CONFIGMAP = "spinboot-halyard"
 KUBECONFIG_SECRET = "spinboot-target-kubeconfigs"
@@ -74,6 +75,9 @@ def apply_halyard(kube: Kube, cfg: SpinbootConfig, files: dict[str, bytes], kube
     for docs in halyard_manifests(cfg).values():
         for obj in docs:
             changes.append(kube.apply(obj, dry_run=dry_run))
+    hns = cfg.spinnaker.halyard.namespace
+    record = {**read_record(kube, hns), **target_record(cfg.targets)}
+    changes.append(kube.apply(record_manifest(hns, record), dry_run=dry_run))
     if kubeconfigs is not None:
         ch = kube.apply(_secret(cfg, kubeconfigs), dry_run=dry_run)
         changes.append(Change(ch.action, "Secret", ch.name, ch.namespace, "target kubeconfigs (values not shown)"))

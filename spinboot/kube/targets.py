@@ -149,3 +149,49 @@ def prove_least_privilege(kube: Kube, target: Target) -> list[str]:
                         + "; ".join(wrong) + " (look for RoleBindings or ClusterRoleBindings to it that spinboot "
                                              "did not make)")
     return findings
+
+
+# --- targets removed from the file ----------------------------------------------------------------------------
+# spinboot records the targets it manages in a ConfigMap in Halyard's namespace of the Spinnaker cluster (live
+# state, like Halyard's own records), so `rbac apply --prune` can still reach a target after it left the file.
+
+TARGETS_CONFIGMAP = "spinboot-targets"
+# Kinds spinboot creates in a target, in the order they are removed (bindings before what they bind).
+PRUNE_KINDS = [("rbac.authorization.k8s.io/v1", "RoleBinding", True),
+               ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", False),
+               ("rbac.authorization.k8s.io/v1", "ClusterRole", False),
+               ("v1", "Secret", True), ("v1", "ServiceAccount", True)]
+
+
+def target_record(targets: list[Target]) -> dict:
+    return {t.name: t.model_dump(by_alias=True, include={"name", "gke", "kubeconfig", "service_account"},
+                                 exclude_none=True) for t in targets}
+
+
+def record_manifest(namespace: str, record: dict) -> dict:
+    """The record as a ConfigMap. A target stays recorded after it leaves the file, until --prune removes it."""
+    import json
+
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": TARGETS_CONFIGMAP, "namespace": namespace,
+                         "labels": {MANAGED_LABEL: "spinboot"}},
+            "data": {"targets.json": json.dumps(record, indent=1, sort_keys=True)}}
+
+
+def read_record(kube: Kube, namespace: str) -> dict:
+    import json
+
+    cm = kube.get(f"/api/v1/namespaces/{namespace}/configmaps/{TARGETS_CONFIGMAP}") or {}
+    return json.loads((cm.get("data") or {}).get("targets.json") or "{}")
+
+
+def remove_target(kube: Kube, name: str, dry_run: bool = False) -> list[Change]:
+    """Delete everything spinboot made for target ``name`` in this cluster. The service account's Namespace is
+    left: other things may live there."""
+    selector = f"{MANAGED_LABEL}=spinboot,spinboot.dev/target={name}"
+    out = []
+    for api_version, kind, _ in PRUNE_KINDS:
+        for obj in kube.list(api_version, kind, labels=selector):
+            meta = obj["metadata"]
+            out.append(Change("delete", kind, meta["name"], meta.get("namespace")) if dry_run else kube.delete(obj))
+    return out

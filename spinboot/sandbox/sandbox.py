@@ -112,6 +112,7 @@ class Sandbox:
 
     def up(self) -> "Sandbox":
         self.down()
+        shutil.rmtree(self.clusters_dir, ignore_errors=True)  # a new sandbox starts from nothing
         self.dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.dir, 0o700)
         self.build()
@@ -232,13 +233,12 @@ class Sandbox:
                 name=t.gke.cluster, workload_identity_config={"workload_pool": f"{t.gke.project}.svc.id.goog"},
                 node_pools=[container_v1.NodePool(name="default-pool", initial_node_count=1,
                                                   config={"machine_type": "e2-standard-4"})])
-            op = cm.create_cluster(parent=parent, cluster=cluster)
+            made.append((t, cm.create_cluster(parent=parent, cluster=cluster)))
+        for t, op in made:  # created side by side, waited for in turn
             wait_operation(cm, t.gke.project, t.gke.location, op, f"seed cluster {t.gke.cluster}", timeout=600)
-            made.append(t.name)
-        for t in cfg.targets:
-            if t.gke:
-                self._create_namespaces(t, cm)
-        return made
+        for t, _ in made:
+            self._create_namespaces(t, cm)
+        return [t.name for t, _ in made]
 
     def admin_kubeconfig(self, project: str, location: str, cluster: str) -> Path:
         return self.clusters_dir / f"{project}-{location}-{cluster}" / "admin.kubeconfig"

@@ -107,8 +107,8 @@ def test_second_apply_makes_no_mutating_call(cli, live, sandbox_env):
     mark = live.mark()
     result = cli("apply", "-c", EXAMPLE, "--yes", "--output", "json")
     assert result.exit_code == 0, result.output
-    summary = events(result.stdout)[-1]
-    assert summary["event"] == "summary" and summary["create"] == summary["update"] == summary["delete"] == 0
+    summary = next(e for e in events(result.stdout) if e["event"] == "summary")
+    assert summary["create"] == summary["update"] == summary["delete"] == 0
     assert {k: v for k, v in live.mutations_since(mark).items() if v} == {}
 
 
@@ -187,6 +187,29 @@ def test_failing_halyard_script_names_the_failing_line(cli, live, sandbox_env):
     assert cli("halyard", "apply", "-c", EXAMPLE, "--force").exit_code == 0
 
 
+def test_prune_removes_a_target_that_left_the_file(cli, live, sandbox_env, tmp_path):
+    from kubernetes import client
+
+    removed = variant(tmp_path, """  - name: platform-lab
+    gke: {project: acme-platform, location: us-central1, cluster: platform-lab}
+    namespaces: [prod, dev]
+""", "")
+    assert cli("apply", "-c", removed, "--yes").exit_code == 0
+    lab = client.RbacAuthorizationV1Api(live.api(live.cluster("acme-platform", "us-central1", "platform-lab")))
+    selector = "spinboot.dev/target=platform-lab"
+    assert lab.list_role_binding_for_all_namespaces(label_selector=selector).items, "apply alone prunes nothing"
+    plan = cli("rbac", "apply", "-c", removed, "--prune")
+    assert plan.exit_code == 1 and "re-run with --yes" in plan.output
+    result = cli("rbac", "apply", "-c", removed, "--prune", "--yes")
+    assert result.exit_code == 0, result.output
+    assert lab.list_role_binding_for_all_namespaces(label_selector=selector).items == []
+    assert lab.list_cluster_role_binding(label_selector=selector).items == []
+    halconfig = yaml.safe_load((hal_home(spinnaker_cluster(live)) / ".hal/config").read_text())
+    names = {a["name"] for a in halconfig["deploymentConfigurations"][0]["providers"]["kubernetes"]["accounts"]}
+    assert "platform-lab" not in names
+    assert cli("apply", "-c", EXAMPLE, "--yes").exit_code == 0
+
+
 def test_killed_apply_resumes_without_duplicates(live, sandbox_env, tmp_path):
     other = variant(tmp_path, "  name: spinnaker\n", "  name: spinnaker-dr\n")
     env = {**os.environ, **sandbox_env}
@@ -205,7 +228,7 @@ def test_killed_apply_resumes_without_duplicates(live, sandbox_env, tmp_path):
         parent="projects/acme-platform/locations/-").clusters]
     assert names.count("spinnaker-dr") == 1
     third = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    summary = events(third.stdout)[-1]
+    summary = next(e for e in events(third.stdout) if e["event"] == "summary")
     assert summary["create"] == summary["update"] == summary["delete"] == 0, third.stdout[-2000:]
     cm = live.sb.gke.cluster_manager()
     cm.delete_cluster(name="projects/acme-platform/locations/us-central1-b/clusters/spinnaker-dr")
