@@ -232,3 +232,26 @@ def test_killed_apply_resumes_without_duplicates(live, sandbox_env, tmp_path):
     assert summary["create"] == summary["update"] == summary["delete"] == 0, third.stdout[-2000:]
     cm = live.sb.gke.cluster_manager()
     cm.delete_cluster(name="projects/acme-platform/locations/us-central1-b/clusters/spinnaker-dr")
+
+
+def test_apply_converges_through_transient_google_errors(cli, live, sandbox_env, tmp_path):
+    changed = variant(tmp_path, "ackDeadlineSeconds: 60", "ackDeadlineSeconds: 90")
+    changed.write_text(changed.read_text().replace("nodeCount: 2", "nodeCount: 3"))
+    live.sb.gke.set_faults("ClusterManager/GetCluster=UNAVAILABLE:count=2;"
+                           "ClusterManager/SetNodePoolSize=UNAVAILABLE:count=2;"
+                           "ClusterManager/GetOperation=RESOURCE_EXHAUSTED:count=2")
+    live.sb.pubsub.set_faults("Subscriber/UpdateSubscription=UNAVAILABLE:count=2;"
+                              "Subscriber/GetSubscription=RESOURCE_EXHAUSTED:count=1;"
+                              "IAMPolicy/GetIamPolicy=UNAVAILABLE:count=1")
+    try:
+        result = cli("apply", "-c", changed, "--yes")
+        assert result.exit_code == 0, result.output
+        injected = sum(m.get("injected", 0) for m in live.sb.gke.counts()["methods"].values()) + \
+            sum(m.get("injected", 0) for m in live.sb.pubsub.counts()["methods"].values())
+        assert injected >= 8, "the faults were really injected"
+    finally:
+        live.sb.gke.clear_faults()
+        live.sb.pubsub.clear_faults()
+    sub = live.sb.pubsub.subscriber().get_subscription(subscription="projects/acme-platform/subscriptions/spinnaker-gcr")
+    assert sub.ack_deadline_seconds == 90
+    assert cli("apply", "-c", EXAMPLE, "--yes").exit_code == 0
