@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test goldens docs clean
+.PHONY: demo test goldens docs clean sandbox-build
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,12 @@ test: $(STAMP)
 # Rewrite the golden files after a deliberate renderer change; review `git diff tests/goldens` before committing.
 goldens: $(STAMP)
 	SPINBOOT_UPDATE_GOLDENS=1 $(BIN)/python -m pytest tests/test_render_golden.py -q
+
+# The sandbox's binaries: upstream Kubernetes, etcd and kwok (~7 min cold) and the Go stand-ins (~1 min cold),
+# cached outside the checkout by their pinned versions; instant when warm.
+sandbox-build: $(STAMP)
+	time $(BIN)/python -m spinboot.sandbox.build
+	time $(BIN)/python -m spinboot.sandbox.gcp build
 
 docs: $(STAMP)
 	$(BIN)/python -m spinboot.config.docs > docs/configuration.md

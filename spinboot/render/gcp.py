@@ -110,15 +110,18 @@ def iam_spec(cfg: SpinbootConfig) -> dict:
     for sub in subscription_specs(cfg):
         bindings.append({"resource": sub["name"], "role": "roles/pubsub.subscriber", "members": [member],
                          "why": "echo receives image-push messages"})
-    for repo in _artifact_registry_repos(cfg):
-        bindings.append({"resource": repo, "role": "roles/artifactregistry.reader", "members": [member],
-                         "why": "clouddriver lists tags of the registry's repositories"})
+    # Read access to the registries: spinboot does not manage Artifact Registry IAM yet, so these are listed for
+    # the operator to grant (spinboot apply does not apply them).
+    operator = [{"resource": repo, "role": "roles/artifactregistry.reader", "members": [member],
+                 "why": "clouddriver lists tags of the registry's repositories"}
+                for repo in _artifact_registry_repos(cfg)]
     # GCS artifact accounts read whatever buckets pipelines name; spinboot cannot know them, so it grants nothing
     # project-wide. Grant roles/storage.objectViewer on those buckets to the service account above.
     return {
         "serviceAccount": {"project": cfg.project, "accountId": s.service_account, "email": cfg.service_account_email,
                            "displayName": "Spinnaker (managed by spinboot)"},
         "bindings": bindings,
+        "operatorGrants": operator,
     }
 
 

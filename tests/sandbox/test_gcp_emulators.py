@@ -427,21 +427,17 @@ def test_stop_leaves_nothing_behind(tmp_path):
     assert not (tmp_path / "pubsub-emulator.pid").exists()
 
 
-def test_real_sandbox_cluster_endpoint_answers(tmp_path):
-    """With the real provisioner, the endpoint and CA the API returns reach a live kube-apiserver over verified TLS.
-
-    Runs only when the Kubernetes sandbox binaries are already built (building them takes many minutes).
-    """
+def test_real_sandbox_cluster_endpoint_answers(tmp_path, sandbox_binaries):
+    """With the real provisioner, the endpoint and CA the API returns reach a live kube-apiserver over verified
+    TLS, which answers /version to the bearer token it was provisioned with and refuses anonymous requests."""
+    import json as _json
     import ssl
     import urllib.request
 
-    from spinboot.sandbox import build
-
-    if build._complete(build.bin_dir()) is None:
-        pytest.skip("sandbox Kubernetes binaries not built (python -m spinboot.sandbox.build)")
     kube = [sys.executable, "-m", "spinboot.sandbox.kube"]
+    token = "sandbox-test-token"
     emu = gcp.GkeEmulator(tmp_path / "emu", latency_s=0.5,
-                          provision_cmd=[*kube, "provision", "--state-dir", str(tmp_path / "kube")],
+                          provision_cmd=[*kube, "provision", "--admin-token", token, "--state-dir", str(tmp_path / "kube")],
                           deprovision_cmd=[*kube, "deprovision", "--state-dir", str(tmp_path / "kube")])
     with emu:
         cm = emu.cluster_manager()
@@ -449,7 +445,10 @@ def test_real_sandbox_cluster_endpoint_answers(tmp_path):
         assert not op.error.message, op.error
         c = cm.get_cluster(name=f"{PARENT}/clusters/real")
         ctx = ssl.create_default_context(cadata=base64.b64decode(c.master_auth.cluster_ca_certificate).decode())
-        with pytest.raises(urllib.error.HTTPError) as e:  # TLS verified; anonymous requests are refused
+        with pytest.raises(urllib.error.HTTPError) as e:  # anonymous requests are refused
             urllib.request.urlopen(f"https://{c.endpoint}/version", context=ctx, timeout=10)
         assert e.value.code == 401
+        req = urllib.request.Request(f"https://{c.endpoint}/version", headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
+            assert _json.loads(resp.read())["gitVersion"].startswith("v1.")
         wait_op(cm, cm.delete_cluster(name=f"{PARENT}/clusters/real"), timeout=120)
