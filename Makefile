@@ -1,4 +1,5 @@
 # The two commands a newcomer runs: `make demo` and `make test`. Both create .venv and install spinboot first.
+SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
