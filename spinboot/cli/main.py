@@ -380,3 +380,7 @@ def sandbox_status(output: OutputOpt = OutputFormat.text) -> None:
         for c in info["clusters"]:
             rep.out.print(f"  cluster {c['name']}: {c['endpoint']} ({'up' if c['up'] else 'down'}); "
                           f"kubectl --kubeconfig {c['admin_kubeconfig']}", markup=False)
+
+
+# --- operations (status, doctor, backup, restore, destroy) -----------------------------------------------------
+# Each lives in its own module with a register(app) function; one line each below.
