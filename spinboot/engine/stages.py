@@ -87,7 +87,18 @@ class Stages:
         return changes
 
     def storage(self, ctx: StepContext) -> list[Change]:
-        return gcp_storage.ensure_bucket(self.clients.storage, self.cfg, self.opts.dry_run)
+        def project_number(project: str) -> str | None:
+            try:
+                name = self.clients.projects.get_project(name=f"projects/{project}").name
+            except Exception:  # no permission to read the project: the owner check is skipped, not the step
+                return None
+            number = name.split("/")[-1]
+            return number if number.isdigit() else None
+
+        # The sandbox's storage emulator reports one fixed project number for every bucket, so the owner check
+        # would compare against nothing real there.
+        owner_check = None if self.clients.sandbox else project_number
+        return gcp_storage.ensure_bucket(self.clients.storage, self.cfg, self.opts.dry_run, owner_check)
 
     def cluster(self, ctx: StepContext) -> list[Change]:
         def node_count(a: gke.ClusterAccess) -> int:

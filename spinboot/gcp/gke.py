@@ -174,10 +174,14 @@ def ensure_cluster(container, cfg: SpinbootConfig, dry_run: bool = False,
         changes.append(Change("blocked", kind, cfg.cluster.name, detail=(
             "privateNodes cannot change in place on this cluster: build a new cluster (new cluster.name) and "
             "restore into it (see docs/runbook.md), or set privateNodes back")))
-    if dict(live.resource_labels) != dict(want.resource_labels):
+    # Labels Google or an org policy adds (goog-*) are not the file's business: keep them, do not compare them.
+    google_labels = {k: v for k, v in live.resource_labels.items() if k.startswith("goog-")}
+    own_live = {k: v for k, v in live.resource_labels.items() if not k.startswith("goog-")}
+    if own_live != dict(want.resource_labels):
         changes.append(Change("update", kind, cfg.cluster.name, detail="labels"))
         if not dry_run:
-            op = container.set_labels(request={"name": name, "resource_labels": dict(want.resource_labels),
+            labels = {**google_labels, **dict(want.resource_labels)}
+            op = container.set_labels(request={"name": name, "resource_labels": labels,
                                                "label_fingerprint": live.label_fingerprint}, retry=RETRY)
             wait_operation(container, cfg.project, cfg.cluster.location, op, "set labels", progress)
 

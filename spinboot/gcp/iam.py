@@ -43,22 +43,37 @@ class GrpcPolicy:
 
 
 class BucketPolicy:
-    """A GCS bucket's policy through the JSON API (google-cloud-storage)."""
+    """A GCS bucket's policy through the JSON API (google-cloud-storage), read as version 3 so conditional
+    bindings survive the read-modify-write unchanged."""
 
     def __init__(self, storage_client, bucket: str):
         self.bucket = storage_client.bucket(bucket)
 
     def get(self) -> policy_pb2.Policy:
-        p = self.bucket.get_iam_policy(requested_policy_version=1, retry=None)
+        p = self.bucket.get_iam_policy(requested_policy_version=3, retry=None)
         out = policy_pb2.Policy(version=p.version or 1, etag=(p.etag or "").encode())
-        for b in p.bindings:
-            out.bindings.add(role=b["role"], members=sorted(b["members"]))
+        self._conditions = {}
+        for i, b in enumerate(p.bindings):
+            nb = out.bindings.add(role=b["role"], members=sorted(b["members"]))
+            if b.get("condition"):
+                c = b["condition"]
+                nb.condition.expression = c.get("expression", "")
+                nb.condition.title = c.get("title", "")
+                nb.condition.description = c.get("description", "")
         self._raw = p
         return out
 
     def set(self, policy: policy_pb2.Policy) -> None:
         p = self._raw
-        p.bindings = [{"role": b.role, "members": set(b.members)} for b in policy.bindings]
+        bindings = []
+        for b in policy.bindings:
+            entry = {"role": b.role, "members": set(b.members)}
+            if b.HasField("condition"):
+                entry["condition"] = {k: v for k, v in (("expression", b.condition.expression),
+                                                         ("title", b.condition.title),
+                                                         ("description", b.condition.description)) if v}
+            bindings.append(entry)
+        p.bindings = bindings
         self.bucket.set_iam_policy(p)
 
 
@@ -86,7 +101,7 @@ def ensure_binding(store: PolicyStore, resource: str, role: str, members: list[s
         try:
             store.set(policy)
             return Change("create", kind, name, detail=", ".join(missing))
-        except (exceptions.Aborted, exceptions.FailedPrecondition, exceptions.Conflict):
+        except (exceptions.Aborted, exceptions.FailedPrecondition, exceptions.Conflict, exceptions.PreconditionFailed):
             time.sleep(min(0.1 * 2 ** attempt, 3.0))  # someone else wrote the policy: read it again
     raise IamError(f"{name}: the policy kept changing under us ({CONFLICT_ATTEMPTS} attempts); re-run apply")
 

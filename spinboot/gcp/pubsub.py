@@ -112,8 +112,10 @@ def verify_delivery(publisher, subscriber, r: Registry, timeout: float = 30) -> 
     so echo still gets it. If echo is running it may take the test message first: verify before it starts.
     """
     marker = uuid.uuid4().hex
+    # Every subscriber of the topic sees this message, so it must not look like a push anyone acts on: a DELETE
+    # of an image in a repository that does not exist.
     repo = f"{r.address}/spinboot-verify/probe"
-    payload = {"action": "INSERT", "digest": f"{repo}@sha256:{'0' * 64}", "tag": f"{repo}:{marker}"}
+    payload = {"action": "DELETE", "digest": f"{repo}@sha256:{'0' * 64}", "tag": f"{repo}:{marker}"}
     started = time.monotonic()
     publisher.publish(topic_path(r.project), json.dumps(payload).encode(), spinboot_verify=marker).result(timeout=timeout)
     path = subscription_path(r)

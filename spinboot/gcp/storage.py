@@ -3,6 +3,8 @@ Spinnaker's service account may manage objects in it, nothing more. An existing 
 
 from __future__ import annotations
 
+from typing import Callable
+
 from google.api_core import exceptions
 
 from ..changes import Change
@@ -10,13 +12,31 @@ from ..config.model import SpinbootConfig
 from .iam import BucketPolicy, ensure_binding
 
 
-def ensure_bucket(storage, cfg: SpinbootConfig, dry_run: bool = False) -> list[Change]:
+class StorageError(Exception):
+    pass
+
+
+def _check_owner(bucket, cfg: SpinbootConfig, project_number: Callable[[str], str | None] | None) -> None:
+    """Bucket names are global: make sure the bucket is in the project the file says, not someone else's."""
+    number = getattr(bucket, "project_number", None)
+    owner = project_number(cfg.storage_project) if (number and project_number) else None
+    if owner is not None and str(number) != str(owner):
+        raise StorageError(f"bucket {bucket.name} belongs to project number {number}, not {cfg.storage_project}: "
+                           "bucket names are global (choose another spinnaker.storage.bucket)")
+
+
+def ensure_bucket(storage, cfg: SpinbootConfig, dry_run: bool = False,
+                  project_number: Callable[[str], str | None] | None = None) -> list[Change]:
     st = cfg.spinnaker.storage
     kind = "GCS bucket"
     try:
-        storage.get_bucket(st.bucket)
+        bucket = storage.get_bucket(st.bucket)
+        _check_owner(bucket, cfg, project_number)
         # An existing bucket is adopted as it is: its versioning and location are the owner's choice.
         change = Change("unchanged", kind, st.bucket)
+    except exceptions.Forbidden:
+        raise StorageError(f"bucket {st.bucket} exists but this identity may not read it: bucket names are global, "
+                           "it may belong to another project (choose another spinnaker.storage.bucket)") from None
     except exceptions.NotFound:
         change = Change("create", kind, st.bucket, detail=f"{st.location}, uniform access, versioning")
         if not dry_run:
@@ -26,8 +46,8 @@ def ensure_bucket(storage, cfg: SpinbootConfig, dry_run: bool = False) -> list[C
             bucket.labels = {"managed-by": "spinboot"}
             try:
                 storage.create_bucket(bucket, project=cfg.storage_project, location=st.location)
-            except exceptions.Conflict:
-                pass  # created by an earlier, interrupted run
+            except exceptions.Conflict:  # an earlier, interrupted run made it, or another project owns the name
+                _check_owner(storage.get_bucket(st.bucket), cfg, project_number)
     member = f"serviceAccount:{cfg.service_account_email}"
     binding = ensure_binding(BucketPolicy(storage, st.bucket), f"projects/_/buckets/{st.bucket}",
                              "roles/storage.objectAdmin", [member], dry_run=dry_run)

@@ -223,6 +223,8 @@ def render_configure_sh(cfg: SpinbootConfig) -> bytes:
         ("--container-requests-memory", sizing.requests_memory), ("--container-limits-memory", sizing.limits_memory),
         ("--container-requests-cpu", sizing.requests_cpu), ("--container-limits-cpu", sizing.limits_cpu),
         ("--replicas", sizing.replicas)) if value is not None]
+    # Reset, then set: a value removed from the file must not linger in Halyard (edit can only add or change).
+    sc.hal(["config", "deploy", "component-sizing", "clouddriver", "delete"])
     if sizing_flags:
         sc.hal(["config", "deploy", "component-sizing", "clouddriver", "edit"], sizing_flags)
 

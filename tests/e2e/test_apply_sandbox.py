@@ -255,3 +255,21 @@ def test_apply_converges_through_transient_google_errors(cli, live, sandbox_env,
     sub = live.sb.pubsub.subscriber().get_subscription(subscription="projects/acme-platform/subscriptions/spinnaker-gcr")
     assert sub.ack_deadline_seconds == 90
     assert cli("apply", "-c", EXAMPLE, "--yes").exit_code == 0
+
+
+def test_pubsub_verify_proves_delivery(cli, live, sandbox_env):
+    result = cli("pubsub", "apply", "-c", EXAMPLE, "--verify", "--output", "json")
+    assert result.exit_code == 0, result.output
+    delivered = [e for e in events(result.stdout) if e["event"] == "progress" and "test message delivered" in e["message"]]
+    assert len(delivered) == 1
+    # Nothing is left behind on Spinnaker's subscription: the test message was acknowledged.
+    from google.api_core import exceptions
+
+    sub = live.sb.pubsub.subscriber()
+    try:
+        resp = sub.pull(request={"subscription": "projects/acme-platform/subscriptions/spinnaker-gcr",
+                                 "max_messages": 10}, timeout=3, retry=None)
+        left = [m for m in resp.received_messages if "spinboot_verify" in m.message.attributes]
+    except exceptions.DeadlineExceeded:
+        left = []
+    assert left == []

@@ -99,6 +99,7 @@ hal config deploy edit \
   --type distributed \
   --account-name spinnaker-install \
   --location spinnaker
+hal config deploy component-sizing clouddriver delete
 hal config deploy component-sizing clouddriver edit \
   --container-requests-memory 10Gi \
   --container-limits-memory 12Gi \
