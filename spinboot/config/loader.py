@@ -22,6 +22,10 @@ from .model import SpinbootConfig
 
 MAX_FILE_BYTES = 1 << 20
 MAX_NODES = 50_000  # bounds what YAML aliases can expand to ("billion laughs")
+MAX_DEPTH = 64  # the schema nests 6 deep; deeper input would exhaust Python's recursion limit (a traceback)
+
+_MAP, _SEQ, _MERGE = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:merge"
+_TOO_DEEP = "tag:spinboot,2026:too-deep"  # stands in for a subtree the composer skipped (see _Loader)
 
 Path_ = tuple[str | int, ...]
 
@@ -68,8 +72,21 @@ def format_path(path: Path_) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            part = str(part)
+            # A key with a newline or escape sequence must not break the one-line FILE:LINE:COL: path format.
+            out += ("." if out else "") + (part if part.isprintable() else repr(part))
     return out
+
+
+def show(value: Any, limit: int = 80) -> str:
+    """repr() for messages: shortened when long, and safe for ints past Python's 4300-digit str() limit."""
+    try:
+        text = repr(value)
+    except ValueError:
+        if isinstance(value, int):
+            return f"a {value.bit_length()}-bit number"
+        return f"a {type(value).__name__} holding a number too long to print"
+    return text if len(text) <= limit else f"{text[:limit - 20]}... ({len(text)} characters)"
 
 
 class _Positions:
@@ -95,46 +112,118 @@ def _mark(node: yaml.Node) -> tuple[int, int]:
     return (node.start_mark.line + 1, node.start_mark.column + 1)
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader whose composer stops descending at MAX_DEPTH.
+
+    PyYAML composes nodes recursively, so ``[[[[...]]]]`` a few hundred levels deep raises RecursionError. A subtree
+    below the limit is consumed (its events are read iteratively) and replaced by a marker node that ``_construct``
+    reports with the field path where it starts."""
+
+    _depth = 0
+
+    def compose_node(self, parent, index):
+        if self._depth >= MAX_DEPTH and self.check_event(yaml.SequenceStartEvent, yaml.MappingStartEvent):
+            start = self.peek_event().start_mark
+            level = 0
+            while True:
+                event = self.get_event()
+                if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+                    level += 1
+                elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+                    level -= 1
+                if level == 0:
+                    return yaml.ScalarNode(_TOO_DEEP, "", start, event.end_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _tag_name(tag: str) -> str:
+    return tag.replace("tag:yaml.org,2002:", "!!")
+
+
 def _construct(loader: yaml.SafeLoader, root: yaml.Node, pos: _Positions) -> Any:
-    """Build plain Python data from the node tree, recording positions and refusing duplicate keys."""
+    """Build plain Python data from the node tree, recording positions and refusing duplicate keys.
+
+    Merge keys (``<<: *anchor``) are resolved here rather than by PyYAML's flatten_mapping, so that what they expand
+    to is counted against MAX_NODES, a merge that refers to its own mapping is an error (not endless recursion), and
+    an explicit key overrides a merged one (the YAML merge-key rule) instead of being reported as a duplicate."""
     count = 0
     problems: list[Problem] = []
+    too_deep = (f"nested more than {MAX_DEPTH} levels deep (allowed: the shape in docs/configuration.md, "
+                "at most 6 levels)")
 
-    def build(node: yaml.Node, path: Path_) -> Any:
+    def add(node: yaml.Node, path: Path_, message: str) -> None:
+        line, col = _mark(node)
+        problems.append(Problem(pos.file, line, col, format_path(path), message))
+
+    def build(node: yaml.Node, path: Path_, depth: int = 0, ancestors: frozenset[int] = frozenset()) -> Any:
         nonlocal count
         count += 1
         if count > MAX_NODES:
             raise ConfigError([pos.problem(path, f"the document expands to more than {MAX_NODES} values "
                                                  "(allowed: a normal-sized file; YAML aliases are expanded)")])
+        if id(node) in ancestors:
+            add(node, path, "an alias refers to the mapping or list that contains it (allowed: aliases to values "
+                            "defined elsewhere)")
+            return None
+        if depth > MAX_DEPTH or node.tag == _TOO_DEEP:
+            add(node, path, too_deep)
+            return None
+        inner = ancestors | {id(node)}
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in (_MAP, _SEQ):
+            add(node, path, f"YAML tag {_tag_name(node.tag)} is not allowed (allowed: plain mappings, lists and "
+                            "values, without tags)")
+            return None
         if isinstance(node, yaml.MappingNode):
-            loader.flatten_mapping(node)
             out: dict[str, Any] = {}
-            for key_node, value_node in node.value:
+            merged: dict[str, Any] = {}
+            pairs = [p for p in node.value if p[0].tag == _MERGE] + [p for p in node.value if p[0].tag != _MERGE]
+            for key_node, value_node in pairs:
+                if key_node.tag == _MERGE:
+                    sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+                    for source in sources:  # the first source listed wins (YAML merge-key rule)
+                        if not isinstance(source, yaml.MappingNode):
+                            add(source, path, "<< merges a mapping or a list of mappings (allowed: <<: *anchor "
+                                              "or <<: [*a, *b])")
+                            continue
+                        sub = build(source, path, depth + 1, inner)
+                        for k, v in (sub or {}).items():
+                            merged.setdefault(k, v)
+                    continue
                 if not isinstance(key_node, yaml.ScalarNode):
-                    line, col = _mark(key_node)
-                    problems.append(Problem(pos.file, line, col, format_path(path),
-                                            "a key must be a plain string (allowed: name: value)"))
+                    add(key_node, path, "a key must be a plain string (allowed: name: value)")
                     continue
                 key = key_node.value
                 child = path + (key,)
                 if key in out:
-                    line, col = _mark(key_node)
                     first = pos.map.get(child, (0, 0))[0]
-                    problems.append(Problem(pos.file, line, col, format_path(child),
-                                            f"duplicate key {key!r}, first given on line {first} "
-                                            "(allowed: each key once)"))
+                    add(key_node, child, f"duplicate key {show(key)}, first given on line {first} "
+                                         "(allowed: each key once)")
                     continue
                 pos.map[child] = _mark(key_node)
-                out[key] = build(value_node, child)
+                out[key] = build(value_node, child, depth + 1, inner)
+            for k, v in merged.items():
+                out.setdefault(k, v)  # an explicit key overrides a merged one
             return out
         if isinstance(node, yaml.SequenceNode):
             items = []
             for i, item in enumerate(node.value):
                 pos.map[path + (i,)] = _mark(item)
-                items.append(build(item, path + (i,)))
+                items.append(build(item, path + (i,), depth + 1, inner))
             return items
         pos.text[path] = node.value
-        return loader.construct_object(node, deep=True)
+        try:
+            return loader.construct_object(node, deep=True)
+        except yaml.constructor.ConstructorError as exc:
+            add(node, path, f"not valid YAML: {exc.problem} (allowed: plain values, without tags)")
+        except ValueError as exc:  # int() past 4300 digits, a date such as 2026-13-45
+            reason = str(exc).split(";")[0].split(":")[0]
+            add(node, path, f"{show(node.value)} cannot be read as {_tag_name(node.tag)} ({reason}; allowed: a value "
+                            "of the field's type, or quote it to make it text)")
+        return None
 
     data = build(root, ())
     if problems:
@@ -142,22 +231,68 @@ def _construct(loader: yaml.SafeLoader, root: yaml.Node, pos: _Positions) -> Any
     return data
 
 
+def _path_at(text: str, index: int) -> Path_:
+    """The field path being written at character ``index``, from the YAML events before it.
+
+    Syntax errors stop PyYAML before any node exists; replaying the event stream (iteratively, so depth is no
+    problem) up to the error still says which field it is in, e.g. ``spinnaker.version`` for a tab there."""
+    frames: list[list[Any]] = []  # [is_mapping, current key or index, expecting a key]
+
+    def value_seen() -> None:
+        if frames and frames[-1][0]:
+            frames[-1][2] = True
+        elif frames:
+            frames[-1][1] += 1
+
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            ending = isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent, yaml.DocumentEndEvent))
+            if event.start_mark.index > index or (event.start_mark.index == index and not ending):
+                break
+            if isinstance(event, (yaml.ScalarEvent, yaml.AliasEvent)):
+                if frames and frames[-1][0] and frames[-1][2]:
+                    frames[-1][1], frames[-1][2] = getattr(event, "value", None), False
+                else:
+                    value_seen()
+            elif isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                if frames and frames[-1][0] and frames[-1][2]:
+                    frames[-1][2] = False  # a mapping used as a key: the key is not a plain string
+                    frames[-1][1] = None
+                elif frames and not frames[-1][0]:
+                    frames[-1][1] += 1
+                frames.append([True, None, True] if isinstance(event, yaml.MappingStartEvent) else [False, -1, False])
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                frames.pop()
+                if frames and frames[-1][0]:
+                    frames[-1][2] = True
+    except yaml.YAMLError:
+        pass
+    path: list[str | int] = []
+    for is_mapping, at, _expecting_key in frames:
+        if at is None:
+            break
+        path.append(at if is_mapping else max(at, 0))
+    return tuple(path)
+
+
 def parse_yaml(raw: bytes, file: str) -> tuple[Any, _Positions]:
     pos = _Positions(file)
     if len(raw) > MAX_FILE_BYTES:
-        raise ConfigError([Problem(file, 1, 1, "", f"the file is {len(raw)} bytes (allowed: at most {MAX_FILE_BYTES})")])
+        raise ConfigError([Problem(file, 1, 1, "", f"the file is larger than {MAX_FILE_BYTES} bytes (allowed: at most {MAX_FILE_BYTES})")])
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         before = raw[: exc.start]
         line = before.count(b"\n") + 1
         col = exc.start - (before.rfind(b"\n") + 1) + 1
-        raise ConfigError([Problem(file, line, col, "", f"byte 0x{raw[exc.start]:02x} is not UTF-8 "
+        where = format_path(_path_at(raw.decode("utf-8", "replace"), len(before.decode("utf-8", "replace"))))
+        raise ConfigError([Problem(file, line, col, where, f"byte 0x{raw[exc.start]:02x} is not UTF-8 "
                                                         "(allowed: a UTF-8 text file)")]) from None
     if text.startswith("\ufeff"):
         text = text[1:]
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = _Loader(text)  # the reader checks every character here and while reading on
         root = loader.get_single_node()
         if root is None:
             raise ConfigError([Problem(file, 1, 1, "", "the file is empty (allowed: a mapping with project, "
@@ -166,12 +301,23 @@ def parse_yaml(raw: bytes, file: str) -> tuple[Any, _Positions]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        where = format_path(_path_at(text, mark.index)) if mark else ""
         what = " ".join(x for x in (exc.context, exc.problem) if x)
-        raise ConfigError([Problem(file, line, col, "", f"not valid YAML: {what}")]) from None
+        raise ConfigError([Problem(file, line, col, where, f"not valid YAML: {what}")]) from None
+    except yaml.reader.ReaderError as exc:
+        before = text[: exc.position]
+        line, col = before.count("\n") + 1, exc.position - (before.rfind("\n") + 1) + 1
+        where = format_path(_path_at(yaml.reader.Reader.NON_PRINTABLE.sub(" ", text), exc.position))
+        raise ConfigError([Problem(file, line, col, where, f"character U+{exc.character:04X} is not allowed in YAML "
+                                                        "(allowed: printable text; write control characters as "
+                                                        "escapes in double quotes, e.g. \"\\t\")")]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([Problem(file, 1, 1, "", f"not valid YAML: {exc}")]) from None
+    except RecursionError:  # a last resort: _Loader and _construct bound the depth before this can happen
+        raise ConfigError([Problem(file, 1, 1, "", f"nested too deeply (allowed: at most {MAX_DEPTH} levels)")]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if not isinstance(data, dict):
         raise ConfigError([Problem(file, 1, 1, "", f"the top level is a {type(data).__name__} "
                                                     "(allowed: a mapping with project, cluster, spinnaker, ...)")])
@@ -278,30 +424,32 @@ def _describe(err: dict[str, Any], path: Path_, pos: _Positions) -> str:
         allowed = _allowed_keys(parent_model) if isinstance(parent_model, type) and issubclass(parent_model, BaseModel) else []
         guess = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
         hint = f"did you mean {guess[0]!r}? " if guess else ""
-        return f"unknown key {key!r} ({hint}allowed: {', '.join(allowed)})"
+        return f"unknown key {show(key)} ({hint}allowed: {', '.join(allowed)})"
     if kind == "missing":
         return f"required field is missing (allowed: {description or 'see docs/configuration.md'})"
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
-        return f"{value!r} is out of range (allowed: {_bounds(info) or err['msg'].lower()})"
+        return f"{show(value)} is out of range (allowed: {_bounds(info) or err['msg'].lower()})"
     if kind in ("too_short", "too_long"):
         return f"{err['msg'].lower()} (allowed: {description or 'see docs/configuration.md'})"
     if kind == "literal_error":
-        return f"{value!r} is not allowed (allowed: {err['ctx']['expected']})"
+        return f"{show(value)} is not allowed (allowed: {err['ctx']['expected']})"
     if kind == "string_type" and isinstance(value, (int, float, bool)):
-        written = pos.text.get(path, str(value))
+        written = pos.text.get(path) or show(value)
+        written = written if len(written) <= 80 else f"{written[:60]}... ({len(written)} characters)"
         return f"{written} is read as a {type(value).__name__}, not a string (allowed: text; quote it: \"{written}\")"
     if kind in ("int_type", "int_parsing", "int_from_float"):
-        return f"{value!r} is not a whole number (allowed: {_bounds(info) or 'an integer'})"
+        return f"{show(value)} is not a whole number (allowed: {_bounds(info) or 'an integer'})"
     if kind in ("bool_type", "bool_parsing"):
-        return f"{value!r} is not a boolean (allowed: true or false)"
+        return f"{show(value)} is not a boolean (allowed: true or false)"
     if kind in ("model_type", "model_attributes_type", "dict_type"):
-        return f"expected a mapping, got {type(value).__name__} {value!r} (allowed: {description or 'a mapping'})"
+        return f"expected a mapping, got {type(value).__name__} {show(value)} (allowed: {description or 'a mapping'})"
     if kind == "list_type":
-        return f"expected a list, got {type(value).__name__} {value!r} (allowed: a YAML list, e.g. [a, b])"
+        return f"expected a list, got {type(value).__name__} {show(value)} (allowed: a YAML list, e.g. [a, b])"
     if kind == "string_pattern_mismatch":
-        return f"{value!r} does not match {err['ctx']['pattern']} (allowed: {description or 'see docs'})"
-    if kind == "value_error":
-        return str(err["ctx"]["error"])
+        return f"{show(value)} does not match {err['ctx']['pattern']} (allowed: {description or 'see docs'})"
+    if kind == "value_error":  # validators quote the value with repr(): shorten a very long one
+        message = str(err["ctx"]["error"])
+        return message.replace(repr(value), show(value)) if isinstance(value, str) else message
     return f"{err['msg']} (allowed: {description or 'see docs/configuration.md'})"
 
 
@@ -326,7 +474,8 @@ def load_config(path: str | Path) -> Loaded:
     path = Path(path)
     name = str(path)
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as fh:  # bounded: -c /dev/zero or a huge file must not exhaust memory
+            raw = fh.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError([Problem(name, 0, 0, "", "no such file (allowed: a path to spinboot.yaml; "
                                                     "'spinboot init' writes a starter)")]) from None

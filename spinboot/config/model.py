@@ -111,8 +111,18 @@ class NodePool(Model):
     autoscaling: Autoscaling | None = Field(None, description="Optional node autoscaling bounds.")
 
 
+def _printable(value: str) -> str:
+    # Free-form text that reaches file headers, terminal output and the OS: a newline, NUL or escape sequence in it
+    # is never meant (a NUL in a path is also a ValueError when the file is opened).
+    bad = next((ch for ch in value if not ch.isprintable()), None)
+    if bad is not None:
+        raise ValueError(f"{value!r} contains the control character U+{ord(bad):04X} (allowed: printable text)")
+    return value
+
+
 class AuthorizedNetwork(Model):
-    name: Annotated[str, Field(min_length=1, max_length=64)] = Field(description="Display name of the network.")
+    name: Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_printable)] = Field(
+        description="Display name of the network.")
     cidr: Cidr = Field(description="IPv4 CIDR block allowed to reach the control plane.")
 
 
@@ -191,9 +201,19 @@ class ArtifactAccountGcs(Model):
     name: AccountName = Field(description="Spinnaker artifact account name.")
 
 
+def _secret_key(value: str) -> str:
+    # Kubernetes' own rule for Secret keys (IsConfigMapKey): the key is also a file name under the mounted Secret,
+    # and configure.sh passes that path to hal, so "." and ".." would point outside the token file.
+    if value in (".", "..") or value.startswith(".."):
+        raise ValueError(f"{value!r} is not a valid Secret key (allowed: letters, digits, '-', '_' and '.', "
+                         "not '.' or '..' and not starting with '..')")
+    return value
+
+
 class SecretRef(Model):
     name: K8sName = Field(description="Kubernetes Secret in the Halyard namespace.")
-    key: Annotated[str, Field(pattern=r"^[-._a-zA-Z0-9]{1,253}$")] = Field("token", description="Key in the Secret.")
+    key: Annotated[str, Field(pattern=r"^[-._a-zA-Z0-9]{1,253}$"), AfterValidator(_secret_key)] = Field(
+        "token", description="Key in the Secret.")
 
 
 class ArtifactAccountGithub(Model):
@@ -229,9 +249,10 @@ class GkeRef(Model):
 
 
 class KubeconfigRef(Model):
-    path: Annotated[str, Field(min_length=1, max_length=4096)] = Field(
+    path: Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(_printable)] = Field(
         description="Path of a kubeconfig on the machine running spinboot (used only to apply RBAC).")
-    context: Annotated[str, Field(min_length=1, max_length=253)] = Field(description="Context in that kubeconfig.")
+    context: Annotated[str, Field(min_length=1, max_length=253), AfterValidator(_printable)] = Field(
+        description="Context in that kubeconfig.")
 
 
 class TargetServiceAccount(Model):
