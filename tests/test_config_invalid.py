@@ -219,3 +219,21 @@ def test_json_output_reports_problems_as_events(cli, tmp_path):
     problem = next(e for e in events if e["event"] == "problem")
     assert problem["path"] == "regsitries" and problem["line"] == 12 and problem["file"] == str(f)
     assert events[-1]["event"] == "invalid"
+
+
+@pytest.mark.parametrize("change,path,needle", [
+    (("location: us-central1-b}", "location: us-central1-b, nodePool: {nodeCount: \"2\"}}"),
+     "cluster.nodePool.nodeCount", "is text, not a whole number"),
+    (("location: us-central1-b}", "location: us-central1-b, node_pool: {nodeCount: 2}}"),
+     "cluster.node_pool", "did you mean 'nodePool'"),
+    (("uiUrl: https://spinnaker.acme.dev", "uiUrl: https://spinnaker.acme.dev:99999"),
+     "spinnaker.exposure.uiUrl", "port 1 to 65535"),
+    (("version: 2026.2.3", "version: 2026.2.3\n  clouddriver: {sizing: {requestsMemory: 16Gi, limitsMemory: 1Gi}}"),
+     "spinnaker.clouddriver.sizing", "requests memory 16Gi is more than limits memory 1Gi"),
+])
+def test_review_findings_stay_fixed(cli, tmp_path, change, path, needle):
+    f = tmp_path / "spinboot.yaml"
+    f.write_text(MINIMAL.replace(*change))
+    result = cli("validate", "-c", f)
+    assert result.exit_code == 2, result.output
+    assert any(f": {path}: " in ln and needle in ln for ln in result.stderr.splitlines()), result.stderr

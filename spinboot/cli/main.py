@@ -221,7 +221,7 @@ def plan(config: ConfigOpt = Path("spinboot.yaml"), output: OutputOpt = OutputFo
 @app.command()
 def apply(config: ConfigOpt = Path("spinboot.yaml"), output: OutputOpt = OutputFormat.text, sandbox: SandboxOpt = False,
           yes: YesOpt = False,
-          verify: Annotated[bool, typer.Option("--verify", help="Prove Pub/Sub delivery with a test message.")] = False
+          verify: Annotated[bool, typer.Option("--verify", help="Prove Pub/Sub delivery with a test message (see pubsub apply --verify).")] = False
           ) -> None:
     """Make live state match the file: every stage, in dependency order, in parallel where possible."""
     cfg = run_stages(config, output, sandbox, ("cluster", "rbac", "pubsub", "halyard"), "apply", yes=yes,
@@ -286,7 +286,7 @@ def rbac_apply(config: ConfigOpt = Path("spinboot.yaml"), output: OutputOpt = Ou
 @pubsub_app.command("apply")
 def pubsub_apply(config: ConfigOpt = Path("spinboot.yaml"), output: OutputOpt = OutputFormat.text,
                  sandbox: SandboxOpt = False,
-                 verify: Annotated[bool, typer.Option("--verify", help="Publish a test message and receive it.")] = False
+                 verify: Annotated[bool, typer.Option("--verify", help="Publish a test message (a DELETE of a non-existent image; every subscriber of the topic sees it) and receive it on Spinnaker's subscription.")] = False
                  ) -> None:
     """Ensure each registry project's gcr topic, Spinnaker's subscriptions and their IAM."""
     run_stages(config, output, sandbox, ("pubsub",), "pubsub apply", verify_pubsub=verify)
@@ -384,3 +384,4 @@ def sandbox_status(output: OutputOpt = OutputFormat.text) -> None:
 
 # --- operations (status, doctor, backup, restore, destroy) -----------------------------------------------------
 # Each lives in its own module with a register(app) function; one line each below.
+from . import ops_backup_destroy as _backup_destroy; _backup_destroy.register(app)  # noqa: E402

@@ -8,6 +8,7 @@ single-field rules, all at once), then, if the shape is right, the rules across 
 from __future__ import annotations
 
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -438,6 +439,11 @@ def _describe(err: dict[str, Any], path: Path_, pos: _Positions) -> str:
         written = written if len(written) <= 80 else f"{written[:60]}... ({len(written)} characters)"
         return f"{written} is read as a {type(value).__name__}, not a string (allowed: text; quote it: \"{written}\")"
     if kind in ("int_type", "int_parsing", "int_from_float"):
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{show(value)} is not a finite number (allowed: {_bounds(info) or 'an integer'})"
+        if isinstance(value, str):
+            return f"{show(value)} is text, not a whole number (allowed: {_bounds(info) or 'an integer'}; " \
+                   f"write it without quotes)"
         return f"{show(value)} is not a whole number (allowed: {_bounds(info) or 'an integer'})"
     if kind in ("bool_type", "bool_parsing"):
         return f"{show(value)} is not a boolean (allowed: true or false)"

@@ -22,7 +22,7 @@ class Model(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         alias_generator=to_camel,
-        populate_by_name=True,
+        strict=True,  # "2" is not 2: YAML gives real types, and a quoted number is a mistake worth naming
         frozen=True,
         str_strip_whitespace=False,
     )
@@ -63,8 +63,10 @@ def _cidr(value: str) -> str:
 
 
 def _https_url(value: str) -> str:
-    if not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/%-]*)?", value):
-        raise ValueError(f"{value!r} is not a URL (allowed: http(s)://host[:port][/path], no query or spaces)")
+    m = re.fullmatch(r"https?://[A-Za-z0-9.-]+(?::([0-9]{1,5}))?(/[A-Za-z0-9._~/%-]*)?", value)
+    if not m or (m[1] is not None and not 1 <= int(m[1]) <= 65535):
+        raise ValueError(f"{value!r} is not a URL (allowed: http(s)://host[:port][/path], port 1 to 65535, no query "
+                         "or spaces)")
     return value
 
 
@@ -186,10 +188,20 @@ class ContainerSizing(Model):
     limits_cpu: Quantity | None = None
     replicas: int | None = Field(None, ge=1, le=20)
 
+    @model_validator(mode="after")
+    def _requests_within_limits(self) -> "ContainerSizing":
+        # Kubernetes refuses a container whose request exceeds its limit; say so now, not at hal deploy apply.
+        for what, req, lim in (("memory", self.requests_memory, self.limits_memory),
+                               ("cpu", self.requests_cpu, self.limits_cpu)):
+            if req is not None and lim is not None and names.quantity(req) > names.quantity(lim):
+                raise ValueError(f"requests {what} {req} is more than limits {what} {lim} "
+                                 "(allowed: requests <= limits)")
+        return self
+
 
 class Clouddriver(Model):
     sizing: ContainerSizing = Field(
-        default_factory=lambda: ContainerSizing(requests_memory="8Gi", limits_memory="12Gi", requests_cpu="1"),
+        default_factory=lambda: ContainerSizing(requestsMemory="8Gi", limitsMemory="12Gi", requestsCpu="1"),
         description="clouddriver's container resources. Out-of-memory reports range from 6 to 12 GiB.")
     poll_interval_seconds: int = Field(
         30, ge=5, le=3600,

@@ -62,6 +62,16 @@ _CALENDAR = re.compile(r"(20[2-9][0-9])\.([0-9]{1,2})\.([0-9]{1,3})")
 _SEMVER = re.compile(r"1\.([0-9]{1,2})\.([0-9]{1,3})")
 
 
+_SUFFIX = {"": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2 ** 10, "Mi": 2 ** 20, "Gi": 2 ** 30,
+           "Ti": 2 ** 40}
+
+
+def quantity(text: str) -> float:
+    """The value of a Kubernetes resource quantity such as 8Gi, 1500m or 2."""
+    m = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)(m|k|Ki|Mi|Gi|Ti|M|G|T)?", text)
+    return float(m[1]) * _SUFFIX[m[2] or ""]
+
+
 def is_region(location: str) -> bool:
     return bool(REGION.fullmatch(location))
 

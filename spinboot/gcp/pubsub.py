@@ -43,7 +43,7 @@ def ensure_topic(publisher, project: str, dry_run: bool = False) -> Change:
         pass
     if not dry_run:
         try:
-            publisher.create_topic(request={"name": path}, retry=RETRY)
+            publisher.create_topic(request={"name": path, "labels": {"managed-by": "spinboot"}}, retry=RETRY)
         except exceptions.AlreadyExists:
             return Change("unchanged", "Pub/Sub topic", path)
     return Change("create", "Pub/Sub topic", path)

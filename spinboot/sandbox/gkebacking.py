@@ -78,10 +78,16 @@ def _ensure_volumes(cluster: "kube.KubeCluster", count: int = 4) -> None:
 
 
 def delete(state_dir: str, name: str) -> None:
+    """Stop the control plane and drop what lived on the cluster's disks (the Halyard pod's home, volumes), as
+    deleting a GKE cluster does; logs stay for post-mortems."""
+    import shutil
+
     try:
         kube.KubeCluster.attach(name, state_dir).stop()
     except kube.ClusterError:
         pass
+    for sub in ("pods", "volumes"):
+        shutil.rmtree(Path(state_dir) / name / sub, ignore_errors=True)
 
 
 def set_nodes(state_dir: str, name: str, pool: str, count: int) -> int:
