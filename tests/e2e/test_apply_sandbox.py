@@ -210,6 +210,34 @@ def test_prune_removes_a_target_that_left_the_file(cli, live, sandbox_env, tmp_p
     assert cli("apply", "-c", EXAMPLE, "--yes").exit_code == 0
 
 
+def test_a_kubeconfig_target_is_reached_through_its_kubeconfig(cli, live, sandbox_env, tmp_path):
+    """A non-GKE target: spinboot reaches it with the operator's kubeconfig and context, nothing from Google."""
+    from kubernetes import client
+
+    lab = live.cluster("acme-platform", "us-central1", "platform-lab")
+    client.CoreV1Api(live.api(lab)).create_namespace({"metadata": {"name": "apps"}})
+    head, _, tail = EXAMPLE.read_text().partition("registries:")
+    with_onprem = tmp_path / "spinboot.yaml"
+    with_onprem.write_text(head + f"""  - name: onprem
+    kubeconfig: {{path: {lab.admin_kubeconfig_path}, context: {lab.name}}}
+    namespaces: [apps]
+    serviceAccount: {{name: spinnaker-onprem, namespace: spinnaker-onprem}}
+
+registries:""" + tail)
+    result = cli("apply", "-c", with_onprem, "--yes")
+    assert result.exit_code == 0, result.output
+    rbac = client.RbacAuthorizationV1Api(live.api(lab))
+    bound = [rb.metadata.namespace for rb in rbac.list_role_binding_for_all_namespaces(
+        label_selector="spinboot.dev/target=onprem").items]
+    assert bound == ["apps"]
+    halconfig = yaml.safe_load((hal_home(spinnaker_cluster(live)) / ".hal/config").read_text())
+    accounts = {a["name"] for a in halconfig["deploymentConfigurations"][0]["providers"]["kubernetes"]["accounts"]}
+    assert "onprem" in accounts
+    assert cli("apply", "-c", EXAMPLE, "--yes").exit_code == 0
+    assert cli("rbac", "apply", "-c", EXAMPLE, "--prune", "--yes").exit_code == 0
+    assert rbac.list_role_binding_for_all_namespaces(label_selector="spinboot.dev/target=onprem").items == []
+
+
 def test_killed_apply_resumes_without_duplicates(live, sandbox_env, tmp_path):
     other = variant(tmp_path, "  name: spinnaker\n", "  name: spinnaker-dr\n")
     env = {**os.environ, **sandbox_env}
