@@ -385,3 +385,4 @@ def sandbox_status(output: OutputOpt = OutputFormat.text) -> None:
 # --- operations (status, doctor, backup, restore, destroy) -----------------------------------------------------
 # Each lives in its own module with a register(app) function; one line each below.
 from . import ops_backup_destroy as _backup_destroy; _backup_destroy.register(app)  # noqa: E402
+from . import ops_status_doctor as _status_doctor; _status_doctor.register(app)  # noqa: E402
