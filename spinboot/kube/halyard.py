@@ -134,7 +134,7 @@ def wait_pod_ready(kube: Kube, ns: str, name: str, progress, timeout: float = PO
     while True:
         pod = kube.get(f"/api/v1/namespaces/{ns}/pods/{name}") or {}
         status = pod.get("status") or {}
-        conditions = {c["type"]: c for c in status.get("conditions", [])}
+        conditions = {c["type"]: c for c in status.get("conditions") or []}
         if conditions.get("Ready", {}).get("status") == "True":
             return
         why = next((f"{c.get('reason', '')}: {c.get('message', '')}" for c in conditions.values()
@@ -157,7 +157,7 @@ def wait_rollout(kube: Kube, cfg: SpinbootConfig, progress, timeout: float = ROL
         deployments = kube.list("apps/v1", "Deployment", ns, labels="app=spin")
         pending = []
         for d in deployments:
-            spec, st = d.get("spec", {}), d.get("status", {})
+            spec, st = d.get("spec") or {}, d.get("status") or {}
             want = spec.get("replicas", 1)
             if (st.get("observedGeneration", 0) < d["metadata"].get("generation", 0) or st.get("updatedReplicas", 0) < want
                     or st.get("availableReplicas", 0) < want):

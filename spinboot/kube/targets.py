@@ -109,7 +109,7 @@ def _review(kube: Kube, target: Target, verb: str, resource: str, group: str = "
         },
     }
     _, data = kube.request("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", body=body)
-    return bool(data.get("status", {}).get("allowed"))
+    return bool((data.get("status") or {}).get("allowed"))
 
 
 def unlisted_namespace(target: Target) -> str:

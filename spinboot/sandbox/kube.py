@@ -786,7 +786,7 @@ class KubeCluster:
         def established() -> bool:
             for n in names:
                 _, crd = self._api("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{n}")
-                conds = {c["type"]: c["status"] for c in crd.get("status", {}).get("conditions", [])}
+                conds = {c["type"]: c["status"] for c in (crd.get("status") or {}).get("conditions") or []}
                 if conds.get("Established") != "True":
                     return False
             return True
@@ -818,7 +818,7 @@ class KubeCluster:
         _, nodes = self._api("GET", "/api/v1/nodes")
         ready = [
             n for n in nodes["items"]
-            if any(c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", []))
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in (n.get("status") or {}).get("conditions") or [])
         ]
         return len(ready) >= NODE_COUNT
 
