@@ -952,22 +952,10 @@ class ExecResult:
 
 
 def exec_exit_code(status: str | dict | None) -> int:
-    """Exit code from the exec error channel's Status: ``Success`` -> 0; a kubelet's ``NonZeroExitCode``
-    carries it as a cause; kwok reports a failed local command as InternalError "... exit status N"."""
-    if not status:
-        return 0
-    if isinstance(status, str):
-        status = yaml.safe_load(status)
-    if status.get("status") == "Success":
-        return 0
-    for cause in (status.get("details") or {}).get("causes") or []:
-        if cause.get("reason") == "ExitCode" or cause.get("type") == "ExitCode":
-            return int(cause["message"])
-    # kwok: "... error executing command in container: cmd wait: <command line>: exit status N[\n<stderr>]"
-    m = re.search(r"cmd wait: .*?: exit status (\d+)(?:\n|$)", status.get("message", ""), re.S)
-    if m:
-        return int(m.group(1))
-    raise ClusterError(f"exec failed: {status.get('message') or status}")
+    """Exit code from the exec error channel's Status (kubelet and kwok forms): spinboot's own parser."""
+    from ..kube.podexec import exit_code
+
+    return exit_code(json.dumps(status) if isinstance(status, dict) else status)
 
 
 def exec_in_pod(core_v1, namespace: str, pod: str, command: list[str], container: str | None = None,
