@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test goldens docs clean sandbox-build
+.PHONY: demo test bench goldens docs clean sandbox-build
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,16 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Benchmarks and the full fault/kill matrix against the sandbox (~20 min): bench/results/latest.{json,md},
+# targets.png. BENCH_ARGS="--only render,fresh" runs a part; see `python bench/run.py --help`.
+BENCH_STAMP := $(VENV)/.installed-bench
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP) sandbox-build
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 # Rewrite the golden files after a deliberate renderer change; review `git diff tests/goldens` before committing.
 goldens: $(STAMP)

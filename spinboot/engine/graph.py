@@ -80,8 +80,11 @@ def check_graph(steps: list[Step]) -> None:
         visit(s.name, ())
 
 
-def run_graph(steps: list[Step], emit: Emit, max_workers: int = 8) -> dict[str, StepResult]:
+def run_graph(steps: list[Step], emit: Emit, max_workers: int | None = None) -> dict[str, StepResult]:
     check_graph(steps)
+    # Steps wait on remote APIs, not on the CPU: one thread per step, so no ready step ever queues behind others
+    # (with 8 targets a fixed pool of 8 made the ninth step's timer run while it waited for a thread).
+    max_workers = max_workers or min(64, max(1, len(steps)))
     lock = threading.Lock()
 
     def safe_emit(event: dict[str, Any]) -> None:
@@ -114,7 +117,8 @@ def run_graph(steps: list[Step], emit: Emit, max_workers: int = 8) -> dict[str, 
                 elif all(st == "done" for st in dep_status):
                     r.status = "running"
                     r.seconds = time.monotonic()
-                    safe_emit({"event": "step", "step": s.name, "title": s.title, "status": "running"})
+                    safe_emit({"event": "step", "step": s.name, "title": s.title, "status": "running",
+                               "deps": list(s.deps)})
                     running[pool.submit(execute, s)] = s.name
             if not running:
                 break

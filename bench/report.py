@@ -1,0 +1,127 @@
+"""Turn bench results (a dict, as in latest.json) into latest.json, latest.md and targets.png.
+
+Pure: no sandbox, no network. tests/test_bench_report.py renders a small result with it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def _calls(c: dict) -> str:
+    t = c["totals"]
+    return f"{t['read']} read / {t['mutating']} mutating / {t['review']} review"
+
+
+def _google(c: dict) -> str:
+    return ", ".join(f"{svc} {sum(v.values())}" for svc, v in sorted(c["google"].items()) if v) or "0"
+
+
+def _kube_mutating(c: dict) -> int:
+    return sum(v.get("mutating", 0) for v in c["kubernetes"].values())
+
+
+def markdown(r: dict) -> str:
+    m = r["machine"]
+    out = [f"# spinboot benchmark results", "",
+           f"Measured {m['when']} at commit `{m['commit']}` on {m['cpus']} CPUs, {m['mem_mib']} MiB, "
+           f"Python {m['python']} ({m['platform']}). Reproduce with `make bench`; method in docs/performance.md.", ""]
+    if "fresh_and_second" in r:
+        f = r["fresh_and_second"]
+        fr, se = f["fresh"], f["second"]
+        out += ["## Fresh apply against its critical path", "",
+                f"GKE operations in the sandbox take {f['gke_latency_s']} s (scaled down from minutes).", "",
+                "| measure | value |", "|---|---|",
+                f"| fresh `apply` wall time | {fr['wall_s']} s |",
+                f"| critical path ({' → '.join(fr['critical_path'])}) | {fr['critical_path_s']} s |",
+                f"| ratio wall / critical path | {fr['ratio_wall_to_critical_path']} |",
+                f"| sum of all step times (what a serial tool would take) | {fr['serial_sum_s']} s |",
+                f"| GKE cluster step / Halyard step | {fr['gke_cluster_step_s']} s / {fr['halyard_step_s']} s |",
+                f"| changes made | {fr['changes']['create']} created, {fr['changes']['update']} updated |",
+                f"| calls (counted at the sandbox's servers) | {_calls(fr['calls'])} |", "",
+                "## Second apply (nothing to do)", "",
+                "| measure | value |", "|---|---|",
+                f"| wall time (3 runs) | {', '.join(f'{x} s' for x in f['second_wall_s_runs'])} |",
+                f"| calls by kind | {_calls(se['calls'])} |",
+                f"| Google calls by service | {_google(se['calls'])} |",
+                f"| changes made | {se['changes']['create'] + se['changes']['update'] + se['changes']['delete']} |", ""]
+        methods = {f"{svc} {meth}": n for svc, per in se["calls"]["google_methods"].items() for meth, n in per.items()}
+        kube: dict[str, int] = {}
+        for per in se["calls"]["kubernetes_requests"].values():
+            for k, n in per.items():
+                kube[k] = kube.get(k, 0) + n
+        out += ["Calls of the second apply, by method:", "", "| call | count |", "|---|---|"]
+        out += [f"| {k} | {n} |" for k, n in sorted(methods.items())]
+        out += [f"| Kubernetes {k} | {n} |" for k, n in sorted(kube.items())]
+        out += [""]
+    if r.get("scale"):
+        out += ["## Scale: targets and namespaces", "",
+                "| targets | namespaces each | fresh apply | slowest target step | fresh calls | second apply | "
+                "second calls | second: mutating |", "|---|---|---|---|---|---|---|---|"]
+        for row in r["scale"]:
+            fr, se = row["fresh"], row["second"]
+            out.append(f"| {row['targets']} | {row['namespaces']} | {fr['wall_s']} s | {row['slowest_target_step_s']} s"
+                       f" | {_calls(fr['calls'])} | {se['wall_s']} s | {_calls(se['calls'])} | "
+                       f"{se['calls']['totals']['mutating']} |")
+        out += ["", "![apply time against targets](targets.png)", ""]
+    if "render" in r:
+        x = r["render"]
+        out += ["## render of the example", "", "| measure | value |", "|---|---|",
+                f"| `spinboot render` command, wall (median of {x['runs']}) | {x['command_wall_s_median']} s |",
+                f"| its peak RSS | {x['command_peak_rss_mib']} MiB |",
+                f"| renderer alone (render_all, median) | {x['render_all_ms_median']} ms |",
+                f"| renderer's peak Python heap | {x['render_all_peak_heap_kib']} KiB |",
+                f"| files rendered | {x['files']} |", ""]
+    if "matrix" in r:
+        x = r["matrix"]
+        passed = sum(c["outcome"] == "passed" for c in x["cases"])
+        out += [f"## Fault-injection and kill-and-re-run matrix ({'full' if x['full'] else 'reduced'})", "",
+                f"{passed} of {len(x['cases'])} cases passed in {x['wall_s']} s.", "",
+                "| case | outcome | seconds |", "|---|---|---|"]
+        out += [f"| `{c['name']}` | {c['outcome']} | {c['seconds']} |" for c in x["cases"]]
+        out += [""]
+    out += [f"Whole benchmark: {r.get('bench_wall_s', '?')} s.", ""]
+    return "\n".join(out)
+
+
+def plot(r: dict, path: Path) -> Path | None:
+    rows = r.get("scale") or []
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    for ns in sorted({row["namespaces"] for row in rows}):
+        sel = sorted((row for row in rows if row["namespaces"] == ns), key=lambda row: row["targets"])
+        xs = [row["targets"] for row in sel]
+        ax.plot(xs, [row["fresh"]["wall_s"] for row in sel], marker="o", label=f"fresh apply, {ns} ns/target")
+        ax.plot(xs, [row["second"]["wall_s"] for row in sel], marker="s", linestyle="--",
+                label=f"second apply, {ns} ns/target")
+        if sel and sel[0]["targets"] == 1:  # what one-after-another would cost
+            base = sel[0]["slowest_target_step_s"]
+            ax.plot(xs, [sel[0]["fresh"]["wall_s"] + base * (x - 1) for x in xs], color="grey", linewidth=0.8,
+                    linestyle=":", label=f"fresh, targets one by one ({ns} ns)" if ns == rows[0]["namespaces"] else None)
+    ax.set_xlabel("target clusters")
+    ax.set_ylabel("wall time (s)")
+    ax.set_xticks(sorted({row["targets"] for row in rows}))
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("spinboot apply against the sandbox")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_reports(results: dict, out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "latest.json", out / "latest.md"]
+    paths[0].write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    paths[1].write_text(markdown(results))
+    png = plot(results, out / "targets.png")
+    return paths + ([png] if png else [])
