@@ -314,6 +314,8 @@ def sandbox_up(
     seed: Annotated[Path | None, typer.Option("--seed", help="Create the target clusters this spinboot file "
                                                               "names, with their namespaces.")] = None,
     gke_latency: Annotated[float, typer.Option("--gke-latency", help="Seconds a GKE operation takes.")] = 2.0,
+    fault_proxies: Annotated[bool, typer.Option("--fault-proxies", help="Put a fault-injecting proxy in front of "
+                                                "every Kubernetes API server and Storage (docs/sandbox.md).")] = False,
     output: OutputOpt = OutputFormat.text,
 ) -> None:
     """Start the sandbox in the background (stop it with `spinboot sandbox down`)."""
@@ -321,7 +323,8 @@ def sandbox_up(
 
     rep = Reporter(output)
     cfg = load_or_exit(seed, rep).config if seed else None
-    sb = Sandbox(detach=True, gke_latency_s=gke_latency, log=lambda m: rep.event("progress", f"  {m}", message=m))
+    sb = Sandbox(detach=True, gke_latency_s=gke_latency, fault_proxies=fault_proxies,
+                 log=lambda m: rep.event("progress", f"  {m}", message=m))
     t0 = __import__("time").monotonic()
     try:
         sb.up()

@@ -48,7 +48,7 @@ from typing import Any, Iterator, Sequence
 
 GO_MODULE = Path(__file__).with_name("go")
 VERSIONS_FILE = Path(__file__).with_name("versions.toml")
-BINARIES = ("pubsub-emulator", "gke-emulator")
+BINARIES = ("pubsub-emulator", "gke-emulator", "fault-proxy")
 # Bump when the build recipe below changes, so old caches are not reused.
 RECIPE = 1
 
@@ -158,7 +158,44 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-class _GoServer:
+class FaultAdmin:
+    """The admin endpoint every sandbox server has: call counters and fault rules (spec grammar above for the gRPC
+    servers; cmd/fault-proxy/faults.go for the HTTP proxy)."""
+
+    def __init__(self, admin_url: str = ""):
+        self.admin_url = admin_url
+
+    def _admin(self, method: str, path: str, body: str | None = None) -> Any:
+        req = urllib.request.Request(self.admin_url + path, method=method,
+                                     data=body.encode() if body is not None else None)
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read() or b"null")
+
+    def counts(self) -> dict:
+        """``{"methods": {"/pkg.Service/Method": {kind, calls, errors, injected, codes}}, "totals": {kind: n}}``."""
+        return self._admin("GET", "/counts")
+
+    def reset_counts(self) -> None:
+        self._admin("DELETE", "/counts")
+
+    def mutating_calls(self) -> dict[str, int]:
+        """Method -> call count for every mutating method called since the last reset."""
+        return {m: c["calls"] for m, c in self.counts()["methods"].items() if c["kind"] == "mutating" and c["calls"]}
+
+    def add_faults(self, spec: str) -> list[dict]:
+        return self._admin("POST", "/faults", spec)["faults"]
+
+    def set_faults(self, spec: str) -> list[dict]:
+        return self._admin("PUT", "/faults", spec)["faults"]
+
+    def clear_faults(self) -> None:
+        self._admin("DELETE", "/faults")
+
+    def list_faults(self) -> list[dict]:
+        return self._admin("GET", "/faults")["faults"]
+
+
+class _GoServer(FaultAdmin):
     """One sandbox server process: own session, log file and PID file in ``state_dir``, readiness via a ready file."""
 
     binary = ""
@@ -224,7 +261,7 @@ class _GoServer:
                 self.stop()
                 raise TimeoutError(f"{self.name} not ready after {timeout_s} s:\n{self.log_tail()}")
             time.sleep(0.02)
-        self.address = info["grpc"]
+        self.address = info.get("grpc") or info["url"]
         self.admin_url = info["admin"]
         return self
 
@@ -252,36 +289,6 @@ class _GoServer:
         except OSError:
             return ""
 
-    # --- admin endpoint -----------------------------------------------------------------------------------
-    def _admin(self, method: str, path: str, body: str | None = None) -> Any:
-        req = urllib.request.Request(self.admin_url + path, method=method,
-                                     data=body.encode() if body is not None else None)
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return json.loads(resp.read() or b"null")
-
-    def counts(self) -> dict:
-        """``{"methods": {"/pkg.Service/Method": {kind, calls, errors, injected, codes}}, "totals": {kind: n}}``."""
-        return self._admin("GET", "/counts")
-
-    def reset_counts(self) -> None:
-        self._admin("DELETE", "/counts")
-
-    def mutating_calls(self) -> dict[str, int]:
-        """Method -> call count for every mutating method called since the last reset."""
-        return {m: c["calls"] for m, c in self.counts()["methods"].items() if c["kind"] == "mutating" and c["calls"]}
-
-    def add_faults(self, spec: str) -> list[dict]:
-        return self._admin("POST", "/faults", spec)["faults"]
-
-    def set_faults(self, spec: str) -> list[dict]:
-        return self._admin("PUT", "/faults", spec)["faults"]
-
-    def clear_faults(self) -> None:
-        self._admin("DELETE", "/faults")
-
-    def list_faults(self) -> list[dict]:
-        return self._admin("GET", "/faults")["faults"]
-
     def channel(self):
         import grpc
 
@@ -301,6 +308,33 @@ def _stop_group(pid: int, timeout_s: float) -> None:
         time.sleep(0.05)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
+
+
+class FaultProxy(_GoServer):
+    """cmd/fault-proxy in front of an HTTP(S) server: fails chosen calls (429, 500, 503, RESET, ``:after``) and
+    counts every call by verb and resource. ``url`` is what clients use instead of the upstream's."""
+
+    binary = "fault-proxy"
+
+    def __init__(self, state_dir: str | os.PathLike, *, upstream: str, error_style: str = "google",
+                 upstream_ca: str | os.PathLike | None = None, tls: tuple[str, str] | None = None, **kw):
+        super().__init__(state_dir, **kw)
+        self.upstream = upstream
+        self.error_style = error_style
+        self.upstream_ca = upstream_ca
+        self.tls = tls
+
+    def _args(self) -> list[str]:
+        args = ["--name", self.name, "--upstream", self.upstream, "--error-style", self.error_style]
+        if self.upstream_ca:
+            args += ["--upstream-ca", str(self.upstream_ca)]
+        if self.tls:
+            args += ["--tls-cert", str(self.tls[0]), "--tls-key", str(self.tls[1])]
+        return args
+
+    @property
+    def url(self) -> str:
+        return self.address
 
 
 class PubSubEmulator(_GoServer):

@@ -60,6 +60,7 @@ SERVICE_IP = "10.96.0.1"  # first IP of SERVICE_CIDR: the in-cluster "kubernetes
 POD_CIDR = "10.244.0.0/16"
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
 NODE_COUNT = 2
+FAULT_PROXIES_ENV = "SPINBOOT_SANDBOX_FAULT_PROXIES"  # "1": every cluster gets a fault proxy (see KubeCluster)
 ADMIN_USER = "spinboot-sandbox-admin"  # the user the admin bearer token (spinboot's "Google token") is
 # Verbs that change state. SubjectAccessReviews and TokenReviews are "create" but persist nothing: they are
 # questions, so counting tools leave them out (see mutating_requests).
@@ -406,7 +407,8 @@ class KubeCluster:
     """One control plane plus kwok. ``start()`` returns once /readyz is OK, the default ServiceAccount exists
     and every fake node is Ready."""
 
-    def __init__(self, name: str, state_dir: str | os.PathLike, log: Log = _noop, admin_token: str | None = None):
+    def __init__(self, name: str, state_dir: str | os.PathLike, log: Log = _noop, admin_token: str | None = None,
+                 fault_proxy: bool | None = None):
         if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", name):
             raise ValueError(f"cluster name {name!r} must be a DNS label")
         self.name = name
@@ -420,6 +422,9 @@ class KubeCluster:
         self._ca_pem: str | None = None
         self._ssl: ssl.SSLContext | None = None
         self.started_seconds: float | None = None
+        # A fault-injecting proxy (cmd/fault-proxy) in front of the API server: what the GKE stand-in hands out
+        # as the endpoint, so every client but the sandbox's own admin goes through it.
+        self.with_proxy = bool(os.environ.get(FAULT_PROXIES_ENV)) if fault_proxy is None else fault_proxy
 
     # ---- public surface -------------------------------------------------------------------------
 
@@ -453,9 +458,22 @@ class KubeCluster:
     def pids(self) -> dict[str, int]:
         return {n: p["pid"] for n, p in self._procs.items()}
 
+    @property
+    def public_endpoint(self) -> str:
+        """The fault proxy's URL when there is one (same CA, same certificate), else the API server's."""
+        return f"https://127.0.0.1:{self._ports['proxy']}" if "proxy" in self._ports else self.endpoint
+
+    @property
+    def fault_proxy(self):
+        """Admin handle (counts, faults) of the proxy in front of the API server, or None without one."""
+        from .gcp import FaultAdmin
+
+        return FaultAdmin(f"http://127.0.0.1:{self._ports['proxy-admin']}") if "proxy-admin" in self._ports else None
+
     def info(self) -> dict[str, str]:
         """What the GKE emulator needs to hand out: endpoint, CA, admin kubeconfig path."""
-        return {"endpoint": self.endpoint, "ca_pem": self.ca_pem, "admin_kubeconfig": str(self.admin_kubeconfig_path)}
+        return {"endpoint": self.public_endpoint, "ca_pem": self.ca_pem,
+                "admin_kubeconfig": str(self.admin_kubeconfig_path)}
 
     def alive_pids(self) -> list[int]:
         """PIDs of this cluster still running: the five servers and anything left in their sessions."""
@@ -503,6 +521,10 @@ class KubeCluster:
         self._wait(lambda: self._http_ok(f"http://127.0.0.1:{self._ports['etcd']}/health"), "etcd", timeout, t0)
         self._spawn("kube-apiserver", binaries, self._apiserver_args(binaries))
         self._wait(lambda: self._https_ok("/readyz"), "kube-apiserver /readyz", timeout, t0)
+        if self.with_proxy:
+            self._spawn("fault-proxy", binaries, self._proxy_args())
+            self._wait(lambda: self._http_ok(f"http://127.0.0.1:{self._ports['proxy-admin']}/healthz"),
+                       "fault proxy", timeout, t0)
         self._spawn("kube-controller-manager", binaries, self._kcm_args(binaries))
         self._spawn("kube-scheduler", binaries, self._scheduler_args(binaries))
         self._install_kwok_crds(binaries["kwok-crds"], timeout, t0)
@@ -594,7 +616,8 @@ class KubeCluster:
         # Fresh store every start: a sandbox cluster never outlives its processes.
         for f in (self.dir / "etcd-data").glob("*"):
             _rmtree(f)
-        names = ("etcd", "etcd-peer", "apiserver", "kcm", "scheduler", "kwok")
+        names = ("etcd", "etcd-peer", "apiserver", "kcm", "scheduler", "kwok") + \
+            (("proxy", "proxy-admin") if self.with_proxy else ())
         self._ports = dict(zip(names, _free_ports(len(names))))
         pki = _PKI(self.dir / "pki", self.name)
         self._ca_pem = pki.ca_pem
@@ -689,6 +712,17 @@ class KubeCluster:
         except OSError:
             return []
         return [e for e in (json.loads(line) for line in lines if line.strip()) if e.get("stage") == "ResponseComplete"]
+
+    def _proxy_args(self) -> list[str]:
+        from .gcp import ensure_binaries
+
+        pki = self.dir / "pki"
+        return [str(ensure_binaries(log=self.log)["fault-proxy"]), "--name", f"{self.name}-proxy",
+                "--upstream", self.endpoint, "--upstream-ca", str(pki / "ca.crt"),
+                # The API server's own serving certificate (SAN 127.0.0.1): clients cannot tell the difference.
+                "--tls-cert", str(pki / "apiserver.crt"), "--tls-key", str(pki / "apiserver.key"),
+                "--port", str(self._ports["proxy"]), "--admin-port", str(self._ports["proxy-admin"]),
+                "--error-style", "kubernetes", "--exit-with-parent=false"]
 
     def _kcm_args(self, b: dict[str, Path]) -> list[str]:
         pki, kc = self.dir / "pki", self.dir / "run" / "controller-manager.kubeconfig"
@@ -1007,7 +1041,7 @@ def _cli_provision(args) -> int:
     """Start one cluster detached from this process and print its connection info as one JSON line."""
     c = KubeCluster(args.name, args.state_dir, log=lambda s: print(f"[kube] {s}", file=sys.stderr, flush=True),
                     admin_token=args.admin_token)
-    if c._load_state() and c.alive_pids() and len(c.alive_pids()) == len(PROCS):
+    if c._load_state() and c.alive_pids() and len(c.alive_pids()) >= len(PROCS):
         try:
             if c._https_ok("/readyz"):
                 print(json.dumps(c.info()), flush=True)  # idempotent: already up

@@ -89,7 +89,7 @@ class StorageEmulator:
 
 class Sandbox:
     def __init__(self, state_dir: str | os.PathLike | None = None, gke_latency_s: float = 2.0,
-                 log: Callable[[str], None] = lambda m: None, detach: bool = False):
+                 log: Callable[[str], None] = lambda m: None, detach: bool = False, fault_proxies: bool = False):
         self.dir = Path(state_dir or default_state_dir()).absolute()
         self.clusters_dir = self.dir / "clusters"
         self.log = log
@@ -99,6 +99,9 @@ class Sandbox:
         self.pubsub: gcp_emulators.PubSubEmulator | None = None
         self.gke: gcp_emulators.GkeEmulator | None = None
         self.storage = StorageEmulator(self.dir / "storage")
+        # Fault-injecting proxies in front of every Kubernetes API server and of Storage (docs/sandbox.md).
+        self.fault_proxies = fault_proxies
+        self.storage_proxy: gcp_emulators.FaultProxy | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------------------------
 
@@ -125,16 +128,21 @@ class Sandbox:
             provision_cmd=backing + ["create", "--state-dir", str(self.clusters_dir)],
             deprovision_cmd=backing + ["delete", "--state-dir", str(self.clusters_dir)],
             nodes_cmd=backing + ["nodes", "--state-dir", str(self.clusters_dir)],
-            env={"SPINBOOT_SANDBOX_TOKEN": self.token, "PYTHONPATH": _source_root()})
+            env={"SPINBOOT_SANDBOX_TOKEN": self.token, "PYTHONPATH": _source_root(),
+                 kube.FAULT_PROXIES_ENV: "1" if self.fault_proxies else ""})
         try:
             self.pubsub.start()
             self.gke.start()
             self.storage.start()
+            if self.fault_proxies:
+                self.storage_proxy = gcp_emulators.FaultProxy(
+                    self.dir / "storage-proxy", upstream=self.storage.url, error_style="google", extra_args=extra)
+                self.storage_proxy.start()
         except BaseException:
             self.down()
             raise
         if self.detach:
-            for server in (self.pubsub, self.gke):
+            for server in (self.pubsub, self.gke, self.storage_proxy):
                 with contextlib.suppress(Exception):
                     import atexit
 
@@ -145,6 +153,9 @@ class Sandbox:
 
     def down(self) -> None:
         """Stop everything this state directory knows about, even what a killed run left behind."""
+        proxy = self.storage_proxy or gcp_emulators.FaultProxy(self.dir / "storage-proxy", upstream="")
+        with contextlib.suppress(Exception):
+            proxy._reap_stale() if proxy.proc is None else proxy.stop()
         for name, cls in (("gke", gcp_emulators.GkeEmulator), ("pubsub", gcp_emulators.PubSubEmulator)):
             server = getattr(self, name) or cls(self.dir / name)
             with contextlib.suppress(Exception):
@@ -167,7 +178,7 @@ class Sandbox:
 
     def endpoints(self) -> dict:
         return {"gke": self.gke.address, "gke_admin": self.gke.admin_url, "pubsub": self.pubsub.address,
-                "pubsub_admin": self.pubsub.admin_url, "storage": self.storage.url, "token": self.token,
+                "pubsub_admin": self.pubsub.admin_url, "storage": self.storage_url, "token": self.token,
                 "state_dir": str(self.dir), "clusters_dir": str(self.clusters_dir)}
 
     def _write_endpoints(self) -> None:
@@ -183,7 +194,16 @@ class Sandbox:
     def environ(self) -> dict[str, str]:
         """Environment for spinboot and the Google clients to use this sandbox."""
         return {"SPINBOOT_SANDBOX": str(self.endpoints_path), "PUBSUB_EMULATOR_HOST": self.pubsub.address,
-                "STORAGE_EMULATOR_HOST": self.storage.url}
+                "STORAGE_EMULATOR_HOST": self.storage_url}
+
+    @property
+    def storage_url(self) -> str:
+        """Where clients reach Storage: through its fault proxy when there is one."""
+        return self.storage_proxy.url if self.storage_proxy else self.storage.url
+
+    @property
+    def storage_faults(self) -> gcp_emulators.FaultAdmin | None:
+        return self.storage_proxy
 
     # --- status ----------------------------------------------------------------------------------------------------
 

@@ -53,7 +53,9 @@ class Live:
 
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory):
-    sb = Sandbox(state_dir=tmp_path_factory.mktemp("sbx"), gke_latency_s=1.0, log=_log)
+    # Every API server and Storage behind a fault proxy: the fault matrix arms them; other tests see them pass
+    # everything through (so the whole e2e suite also proves the proxy transparent).
+    sb = Sandbox(state_dir=tmp_path_factory.mktemp("sbx"), gke_latency_s=1.0, log=_log, fault_proxies=True)
     sb.up()
     try:
         sb.seed(load_config(EXAMPLES / "spinboot.yaml").config)

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 )
 
@@ -27,7 +29,8 @@ const FaultsEnv = "SPINBOOT_SANDBOX_FAULTS"
 // METHOD is "*", a full method ("google.container.v1.ClusterManager/CreateCluster"), the same without a
 // leading package prefix ("container.v1.ClusterManager/CreateCluster", "ClusterManager/CreateCluster"),
 // "Service/*", or a bare method name ("CreateCluster"). CODE is a gRPC code name (UNAVAILABLE,
-// RESOURCE_EXHAUSTED, ...) or OK (with delay=, to inject latency only). Without count or rate the rule fires
+// RESOURCE_EXHAUSTED, ...), RESET (the client's TCP connection is reset, as by a dropped load balancer; the client
+// sees UNAVAILABLE) or OK (with delay=, to inject latency only). Without count or rate the rule fires
 // on every matching call; count=N fires on the next N matching calls and then retires.
 type Fault struct {
 	Method    string        `json:"method"`
@@ -39,6 +42,7 @@ type Fault struct {
 	Msg       string        `json:"msg,omitempty"`
 	Fired     int           `json:"fired"`
 	code      codes.Code
+	reset     bool
 }
 
 var codeByName = func() map[string]codes.Code {
@@ -77,6 +81,9 @@ func ParseFaults(spec string) ([]*Fault, error) {
 		parts := strings.Split(rest, ":")
 		f := &Fault{Method: strings.TrimPrefix(strings.TrimSpace(method), "/"), Code: strings.ToUpper(strings.TrimSpace(parts[0])), Unlimited: true}
 		c, ok := codeByName[f.Code]
+		if f.Code == "RESET" {
+			c, ok, f.reset = codes.Unavailable, true, true
+		}
 		if !ok {
 			return nil, fmt.Errorf("fault %q: unknown gRPC code %q", raw, parts[0])
 		}
@@ -196,6 +203,12 @@ func (fs *Faults) apply(ctx context.Context, fullMethod string) (injected bool, 
 	if f.code == codes.OK {
 		return true, nil
 	}
+	if f.reset {
+		if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+			resetConn(p.Addr.String())
+		}
+		return true, status.Error(codes.Unavailable, "sandbox fault injection: connection reset")
+	}
 	msg := f.Msg
 	if msg == "" {
 		msg = fmt.Sprintf("sandbox fault injection: %s on %s", f.Code, fullMethod)
@@ -236,4 +249,39 @@ func Interceptors(fs *Faults, cs *Counters, after AfterHook) []grpc.ServerOption
 		return err
 	}
 	return []grpc.ServerOption{grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream)}
+}
+
+// conns maps each client connection's remote address to the connection, so a RESET fault can reset the very
+// connection a call arrived on (gRPC gives the interceptor only the peer's address).
+var conns sync.Map
+
+type trackingListener struct{ net.Listener }
+
+func (l trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	conns.Store(c.RemoteAddr().String(), c)
+	return trackedConn{c}, nil
+}
+
+// trackedConn forgets its registry entry when closed.
+type trackedConn struct{ net.Conn }
+
+func (c trackedConn) Close() error {
+	conns.Delete(c.RemoteAddr().String())
+	return c.Conn.Close()
+}
+
+func resetConn(remote string) {
+	v, ok := conns.LoadAndDelete(remote)
+	if !ok {
+		return
+	}
+	c := v.(net.Conn)
+	if tcp, ok := c.(*net.TCPConn); ok {
+		_ = tcp.SetLinger(0) // close with RST, not FIN
+	}
+	_ = c.Close()
 }

@@ -64,3 +64,13 @@ func TestKind(t *testing.T) {
 		}
 	}
 }
+
+func TestResetRuleParsesAsAConnectionReset(t *testing.T) {
+	rules, err := ParseFaults("Subscriber/*=RESET:rate=0.5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rules[0].reset || rules[0].code != codes.Unavailable {
+		t.Fatalf("%+v", rules[0])
+	}
+}

@@ -127,7 +127,7 @@ func (s *Server) Serve(cleanup func()) error {
 	admin := &http.Server{Handler: s.Admin, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = admin.Serve(alis) }()
 	errc := make(chan error, 1)
-	go func() { errc <- s.GRPC.Serve(lis) }()
+	go func() { errc <- s.GRPC.Serve(trackingListener{lis}) }()
 
 	ready := map[string]any{
 		"name":  s.Name,
