@@ -15,7 +15,7 @@ from google.iam.v1 import policy_pb2
 
 from ..changes import Change
 from ..config.model import SpinbootConfig
-from .retry import RETRY
+from .retry import RETRY, is_transient
 
 CONFLICT_ATTEMPTS = 8
 
@@ -50,7 +50,9 @@ class BucketPolicy:
         self.bucket = storage_client.bucket(bucket)
 
     def get(self) -> policy_pb2.Policy:
-        p = self.bucket.get_iam_policy(requested_policy_version=3, retry=None)
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
+        p = self.bucket.get_iam_policy(requested_policy_version=3, retry=DEFAULT_RETRY)  # a read: always safe
         out = policy_pb2.Policy(version=p.version or 1, etag=(p.etag or "").encode())
         self._conditions = {}
         for i, b in enumerate(p.bindings):
@@ -103,6 +105,12 @@ def ensure_binding(store: PolicyStore, resource: str, role: str, members: list[s
             return Change("create", kind, name, detail=", ".join(missing))
         except (exceptions.Aborted, exceptions.FailedPrecondition, exceptions.Conflict, exceptions.PreconditionFailed):
             time.sleep(min(0.1 * 2 ** attempt, 3.0))  # someone else wrote the policy: read it again
+        except Exception as exc:
+            # The write failed in transit (GCS retries a policy write only when it carries an etag): it may or may
+            # not have happened, so read the policy again and decide from what is there.
+            if not is_transient(exc):
+                raise
+            time.sleep(min(0.2 * 2 ** attempt, 5.0))
     raise IamError(f"{name}: the policy kept changing under us ({CONFLICT_ATTEMPTS} attempts); re-run apply")
 
 

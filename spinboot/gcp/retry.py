@@ -15,3 +15,11 @@ DEADLINE_SECONDS = float(os.environ.get("SPINBOOT_GOOGLE_RETRY_DEADLINE", "120")
 
 RETRY = retry.Retry(predicate=retry.if_exception_type(*TRANSIENT), initial=0.2, maximum=10.0, multiplier=2.0,
                     timeout=DEADLINE_SECONDS)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A failure worth another try, from any Google client: gRPC ones (above) and the JSON API's (Cloud Storage
+    through requests: a reset or dropped connection)."""
+    import requests
+
+    return isinstance(exc, (*TRANSIENT, requests.ConnectionError, ConnectionError))

@@ -13,12 +13,14 @@ Two Go servers live in the ``go/`` module next to this file (``spinboot.dev/sand
 Both bind 127.0.0.1 only and have a small admin HTTP endpoint (``admin_url``) for fault injection and call
 counters: ``GET/DELETE /counts``, ``GET /faults``, ``POST /faults`` (append), ``PUT /faults`` (replace),
 ``DELETE /faults``; the gke-emulator also has ``GET /clusters``. Fault spec:
-``METHOD=CODE[:count=N][:rate=F][:delay=D][:msg=TEXT]``, rules separated by ``;``, e.g.
+``METHOD=CODE[:count=N][:rate=F][:delay=D][:after][:msg=TEXT]``, rules separated by ``;``, e.g.
 ``container.v1.ClusterManager/CreateCluster=UNAVAILABLE:count=2`` or ``*=RESOURCE_EXHAUSTED:rate=0.1``.
 Counters classify every method as ``read`` (Get*/List*/Test*...), ``mutating`` or ``data`` (Pub/Sub message
 traffic), so a test can assert that a second ``apply`` made zero mutating calls.
 
-Not covered here: Cloud Storage bucket IAM (GCS is JSON/HTTP, not gRPC).
+A third binary, ``fault-proxy``, is the fault-injecting HTTP(S) reverse proxy for the HTTP APIs (Kubernetes API
+servers, Storage); its wrapper is spinboot/sandbox/faultproxy.py. ``RESET`` as a CODE resets the client's TCP
+connection (the client sees ``UNAVAILABLE``); ``:after`` lets a unary call take effect and then fails it.
 
 Binaries are built into ``${SPINBOOT_SANDBOX_CACHE:-~/.cache/spinboot/sandbox}/gobin-<hash>/`` where the hash
 covers the module's sources, go.mod, go.sum and the pinned Go toolchain: a warm start only hashes a few files.
@@ -100,7 +102,7 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def ensure_binaries(log=lambda _msg: None) -> dict[str, Path]:
-    """Return name -> path of both servers, building them (once per source hash) if the cache lacks them."""
+    """Return name -> path of every binary in BINARIES, built (once per source hash) if the cache lacks them."""
     final = bin_dir()
     done = _complete(final)
     if done:
@@ -308,33 +310,6 @@ def _stop_group(pid: int, timeout_s: float) -> None:
         time.sleep(0.05)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
-
-
-class FaultProxy(_GoServer):
-    """cmd/fault-proxy in front of an HTTP(S) server: fails chosen calls (429, 500, 503, RESET, ``:after``) and
-    counts every call by verb and resource. ``url`` is what clients use instead of the upstream's."""
-
-    binary = "fault-proxy"
-
-    def __init__(self, state_dir: str | os.PathLike, *, upstream: str, error_style: str = "google",
-                 upstream_ca: str | os.PathLike | None = None, tls: tuple[str, str] | None = None, **kw):
-        super().__init__(state_dir, **kw)
-        self.upstream = upstream
-        self.error_style = error_style
-        self.upstream_ca = upstream_ca
-        self.tls = tls
-
-    def _args(self) -> list[str]:
-        args = ["--name", self.name, "--upstream", self.upstream, "--error-style", self.error_style]
-        if self.upstream_ca:
-            args += ["--upstream-ca", str(self.upstream_ca)]
-        if self.tls:
-            args += ["--tls-cert", str(self.tls[0]), "--tls-key", str(self.tls[1])]
-        return args
-
-    @property
-    def url(self) -> str:
-        return self.address
 
 
 class PubSubEmulator(_GoServer):

@@ -69,8 +69,13 @@ REVIEW_RESOURCES = {"subjectaccessreviews", "selfsubjectaccessreviews", "tokenre
 # Fake nodes advertise far more than the sandbox has: nothing runs, and Spinnaker's requests must fit.
 NODE_RESOURCES = {"cpu": "64", "memory": "512Gi", "pods": "250", "ephemeral-storage": "1Ti"}
 PROCS = ("kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd")
-STOP_PHASES = (("kwok", "kube-scheduler", "kube-controller-manager"), ("kube-apiserver",), ("etcd",))
+STOP_PHASES = (("fault-proxy", "kwok", "kube-scheduler", "kube-controller-manager"), ("kube-apiserver",), ("etcd",))
 STOP_GRACE = 10.0
+
+
+def fault_proxies_enabled() -> bool:
+    """Whether $SPINBOOT_SANDBOX_FAULT_PROXIES asks for a fault proxy in front of every sandbox API server."""
+    return os.environ.get(FAULT_PROXIES_ENV, "").strip().lower() not in ("", "0", "false", "no", "off")
 
 
 def _noop(_: str) -> None:
@@ -424,7 +429,7 @@ class KubeCluster:
         self.started_seconds: float | None = None
         # A fault-injecting proxy (cmd/fault-proxy) in front of the API server: what the GKE stand-in hands out
         # as the endpoint, so every client but the sandbox's own admin goes through it.
-        self.with_proxy = bool(os.environ.get(FAULT_PROXIES_ENV)) if fault_proxy is None else fault_proxy
+        self.with_proxy = fault_proxies_enabled() if fault_proxy is None else fault_proxy
 
     # ---- public surface -------------------------------------------------------------------------
 
@@ -465,10 +470,13 @@ class KubeCluster:
 
     @property
     def fault_proxy(self):
-        """Admin handle (counts, faults) of the proxy in front of the API server, or None without one."""
-        from .gcp import FaultAdmin
+        """Handle on the proxy in front of the API server (``url``, ``counts``, ``set_faults``, ``clear_faults``...;
+        spinboot/sandbox/faultproxy.py), or None without one."""
+        from .faultproxy import ProxyAdmin
 
-        return FaultAdmin(f"http://127.0.0.1:{self._ports['proxy-admin']}") if "proxy-admin" in self._ports else None
+        if "proxy-admin" not in self._ports:
+            return None
+        return ProxyAdmin(self.public_endpoint, f"http://127.0.0.1:{self._ports['proxy-admin']}")
 
     def info(self) -> dict[str, str]:
         """What the GKE emulator needs to hand out: endpoint, CA, admin kubeconfig path."""
@@ -490,6 +498,10 @@ class KubeCluster:
         t0 = time.monotonic()
         self._reap_stale()
         binaries = build.ensure_binaries(log=self.log)
+        if self.with_proxy:
+            from .gcp import ensure_binaries as go_binaries
+
+            binaries = {**binaries, "fault-proxy": go_binaries(log=self.log)["fault-proxy"]}
         if not detach:
             _install_exit_handlers()
             with _live_lock:
@@ -522,7 +534,7 @@ class KubeCluster:
         self._spawn("kube-apiserver", binaries, self._apiserver_args(binaries))
         self._wait(lambda: self._https_ok("/readyz"), "kube-apiserver /readyz", timeout, t0)
         if self.with_proxy:
-            self._spawn("fault-proxy", binaries, self._proxy_args())
+            self._spawn("fault-proxy", binaries, self._proxy_args(binaries))
             self._wait(lambda: self._http_ok(f"http://127.0.0.1:{self._ports['proxy-admin']}/healthz"),
                        "fault proxy", timeout, t0)
         self._spawn("kube-controller-manager", binaries, self._kcm_args(binaries))
@@ -632,6 +644,8 @@ class KubeCluster:
         pki.issue("apiserver-kubelet-client", "kube-apiserver-kubelet-client", ["system:masters"], client=True)
         # kwok serves every fake node's kubelet API on one 127.0.0.1 port; the apiserver verifies it.
         pki.issue("kwok-serving", "kwok", server=True, dns=["localhost"], ips=["127.0.0.1"])
+        if self.with_proxy:  # the fault proxy serves as the API server, for the same names
+            pki.issue("fault-proxy", "kube-apiserver", server=True, dns=["localhost"], ips=["127.0.0.1"])
         pki.key_pair("service-account")
         endpoint = self.endpoint
         for stem, cn, orgs in (
@@ -713,14 +727,12 @@ class KubeCluster:
             return []
         return [e for e in (json.loads(line) for line in lines if line.strip()) if e.get("stage") == "ResponseComplete"]
 
-    def _proxy_args(self) -> list[str]:
-        from .gcp import ensure_binaries
-
+    def _proxy_args(self, b: dict[str, Path]) -> list[str]:
         pki = self.dir / "pki"
-        return [str(ensure_binaries(log=self.log)["fault-proxy"]), "--name", f"{self.name}-proxy",
+        return [str(b["fault-proxy"]), "--name", f"{self.name}-proxy",
                 "--upstream", self.endpoint, "--upstream-ca", str(pki / "ca.crt"),
-                # The API server's own serving certificate (SAN 127.0.0.1): clients cannot tell the difference.
-                "--tls-cert", str(pki / "apiserver.crt"), "--tls-key", str(pki / "apiserver.key"),
+                # Issued by the cluster's CA for 127.0.0.1, like the API server's: clients cannot tell the difference.
+                "--tls-cert", str(pki / "fault-proxy.crt"), "--tls-key", str(pki / "fault-proxy.key"),
                 "--port", str(self._ports["proxy"]), "--admin-port", str(self._ports["proxy-admin"]),
                 "--error-style", "kubernetes", "--exit-with-parent=false"]
 
@@ -894,6 +906,9 @@ class KubeCluster:
             "stopped": stopped,
             "endpoint": self.endpoint if self._ports else None,
         }
+        if "proxy" in self._ports:  # what clients are handed (KubeCluster.info) and the proxy's admin endpoint
+            state["fault_proxy"] = {"url": self.public_endpoint,
+                                    "admin": f"http://127.0.0.1:{self._ports['proxy-admin']}"}
         tmp = self.dir / ".cluster.json.tmp"
         tmp.write_text(json.dumps(state, indent=2) + "\n")
         os.replace(tmp, self.dir / "cluster.json")

@@ -5,6 +5,8 @@ What runs, all on 127.0.0.1:
   cluster created through it is backed by a real Kubernetes control plane (``gkebacking``);
 - Google's Pub/Sub server ``pstest`` with an IAMPolicy service;
 - a Cloud Storage emulator (``gcp-storage-emulator`` from PyPI, with bucket IAM);
+- with ``fault_proxies`` (or $SPINBOOT_SANDBOX_FAULT_PROXIES=1): a fault-injecting proxy (``faultproxy``) in
+  front of every Kubernetes API server and of Storage, which is where spinboot is pointed;
 - for a seed file: the target GKE clusters it names, with their application namespaces, as they would exist
   before spinboot runs.
 
@@ -31,6 +33,7 @@ from typing import Callable
 from . import build as kube_build
 from . import gcp as gcp_emulators
 from . import gkebacking, kube
+from .faultproxy import FaultProxy
 from .paths import endpoints_file, state_dir as default_state_dir
 
 
@@ -48,6 +51,7 @@ class StorageEmulator:
         self.pid_path = state_dir / "storage.pid"
         self.log_path = state_dir / "storage.log"
         self.url = ""
+        self.proc: subprocess.Popen | None = None
 
     def start(self, detach: bool = False, timeout: float = 30) -> "StorageEmulator":
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -61,6 +65,7 @@ class StorageEmulator:
             proc = subprocess.Popen([exe, "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory"],
                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True)
+        self.proc = proc
         self.pid_path.write_text(str(proc.pid))
         self.url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + timeout
@@ -81,6 +86,8 @@ class StorageEmulator:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGTERM)
             for _ in range(50):
+                if self.proc is not None and self.proc.pid == pid and self.proc.poll() is not None:
+                    break  # our own child has exited (a zombie would still answer kill 0)
                 os.kill(pid, 0)
                 time.sleep(0.1)
             os.killpg(pid, signal.SIGKILL)
@@ -89,7 +96,8 @@ class StorageEmulator:
 
 class Sandbox:
     def __init__(self, state_dir: str | os.PathLike | None = None, gke_latency_s: float = 2.0,
-                 log: Callable[[str], None] = lambda m: None, detach: bool = False, fault_proxies: bool = False):
+                 log: Callable[[str], None] = lambda m: None, detach: bool = False,
+                 fault_proxies: bool | None = None):
         self.dir = Path(state_dir or default_state_dir()).absolute()
         self.clusters_dir = self.dir / "clusters"
         self.log = log
@@ -99,9 +107,11 @@ class Sandbox:
         self.pubsub: gcp_emulators.PubSubEmulator | None = None
         self.gke: gcp_emulators.GkeEmulator | None = None
         self.storage = StorageEmulator(self.dir / "storage")
-        # Fault-injecting proxies in front of every Kubernetes API server and of Storage (docs/sandbox.md).
-        self.fault_proxies = fault_proxies
-        self.storage_proxy: gcp_emulators.FaultProxy | None = None
+        # Fault-injecting proxies in front of every Kubernetes API server and of Storage (docs/sandbox.md). None:
+        # as $SPINBOOT_SANDBOX_FAULT_PROXIES says. The clusters learn it from that variable, set for the GKE
+        # stand-in and so for the gkebacking commands it runs.
+        self.fault_proxies = kube.fault_proxies_enabled() if fault_proxies is None else fault_proxies
+        self.storage_proxy: FaultProxy | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------------------------
 
@@ -135,7 +145,7 @@ class Sandbox:
             self.gke.start()
             self.storage.start()
             if self.fault_proxies:
-                self.storage_proxy = gcp_emulators.FaultProxy(
+                self.storage_proxy = FaultProxy(
                     self.dir / "storage-proxy", upstream=self.storage.url, error_style="google", extra_args=extra)
                 self.storage_proxy.start()
         except BaseException:
@@ -153,7 +163,7 @@ class Sandbox:
 
     def down(self) -> None:
         """Stop everything this state directory knows about, even what a killed run left behind."""
-        proxy = self.storage_proxy or gcp_emulators.FaultProxy(self.dir / "storage-proxy", upstream="")
+        proxy = self.storage_proxy or FaultProxy(self.dir / "storage-proxy", upstream="")
         with contextlib.suppress(Exception):
             proxy._reap_stale() if proxy.proc is None else proxy.stop()
         for name, cls in (("gke", gcp_emulators.GkeEmulator), ("pubsub", gcp_emulators.PubSubEmulator)):
@@ -177,9 +187,12 @@ class Sandbox:
     # --- what clients need --------------------------------------------------------------------------------------
 
     def endpoints(self) -> dict:
-        return {"gke": self.gke.address, "gke_admin": self.gke.admin_url, "pubsub": self.pubsub.address,
-                "pubsub_admin": self.pubsub.admin_url, "storage": self.storage_url, "token": self.token,
-                "state_dir": str(self.dir), "clusters_dir": str(self.clusters_dir)}
+        ep = {"gke": self.gke.address, "gke_admin": self.gke.admin_url, "pubsub": self.pubsub.address,
+              "pubsub_admin": self.pubsub.admin_url, "storage": self.storage_url, "token": self.token,
+              "state_dir": str(self.dir), "clusters_dir": str(self.clusters_dir)}
+        if self.storage_proxy:
+            ep["storage_admin"] = self.storage_proxy.admin_url  # the Storage proxy's faults and counters
+        return ep
 
     def _write_endpoints(self) -> None:
         path = self.dir / "endpoints.json"
@@ -202,8 +215,13 @@ class Sandbox:
         return self.storage_proxy.url if self.storage_proxy else self.storage.url
 
     @property
-    def storage_faults(self) -> gcp_emulators.FaultAdmin | None:
+    def storage_faults(self) -> FaultProxy | None:
+        """The Storage proxy (``set_faults``, ``counts``...), or None without fault proxies."""
         return self.storage_proxy
+
+    def cluster_faults(self, project: str, location: str, cluster: str):
+        """The fault proxy in front of a GKE cluster's API server (``faultproxy.ProxyAdmin``), or None."""
+        return kube.KubeCluster.attach(f"{project}-{location}-{cluster}", self.clusters_dir).fault_proxy
 
     # --- status ----------------------------------------------------------------------------------------------------
 
@@ -218,8 +236,11 @@ class Sandbox:
             with contextlib.suppress(kube.ClusterError):
                 c = kube.KubeCluster.attach(f.parent.name, self.clusters_dir)
                 alive = c.alive_pids()
-                info["clusters"].append({"name": c.name, "up": bool(alive), "endpoint": c.endpoint if alive else "",
-                                         "admin_kubeconfig": str(c.admin_kubeconfig_path)})
+                entry = {"name": c.name, "up": bool(alive), "endpoint": c.endpoint if alive else "",
+                         "admin_kubeconfig": str(c.admin_kubeconfig_path)}
+                if alive and c.fault_proxy:  # what spinboot is handed, and where its faults are set
+                    entry["fault_proxy"] = {"url": c.fault_proxy.url, "admin": c.fault_proxy.admin_url}
+                info["clusters"].append(entry)
         return info
 
     def leftovers(self) -> list[int]:

@@ -16,6 +16,7 @@ case per API and error.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 
@@ -31,7 +32,7 @@ GOOGLE = {  # service -> the sandbox server that implements it, and a call a fre
     "Projects": ("gke", "SetIamPolicy"), "Publisher": ("pubsub", "GetTopic"),
     "Subscriber": ("pubsub", "CreateSubscription"), "IAMPolicy": ("pubsub", "SetIamPolicy"),
 }
-GRPC_CODES = ["UNAVAILABLE", "RESOURCE_EXHAUSTED", "INTERNAL", "RESET"]
+GRPC_CODES = ["UNAVAILABLE", "RESOURCE_EXHAUSTED", "INTERNAL", "RESET", "UNAVAILABLE:after"]
 HTTP_CODES = ["429", "500", "503", "RESET", "500:after", "RESET:after"]
 KUBE = ["spinnaker", "platform", "platform-lab"]
 
@@ -47,9 +48,9 @@ class Case:
 def _cases() -> list[Case]:
     out = [
         Case("every Google API, mixed gRPC errors",
-             google=(("gke", f"*=UNAVAILABLE:count=1;ClusterManager/CreateCluster=RESOURCE_EXHAUSTED:count=1;"
+             google=(("gke", f"*=UNAVAILABLE:count=1;ClusterManager/CreateCluster=RESOURCE_EXHAUSTED:count=1:after;"
                              f"*=UNAVAILABLE:rate={RATE / 2};*=RESOURCE_EXHAUSTED:rate={RATE / 2};*=RESET:rate=0.05"),
-                     ("pubsub", f"*=UNAVAILABLE:count=1;Subscriber/CreateSubscription=INTERNAL:count=1;"
+                     ("pubsub", f"*=UNAVAILABLE:count=1;Subscriber/CreateSubscription=INTERNAL:count=1:after;"
                                 f"*=UNAVAILABLE:rate={RATE / 2};*=INTERNAL:rate={RATE / 2};*=RESET:rate=0.05"))),
         Case("every Kubernetes API server and Storage, mixed HTTP errors",
              kube=tuple((c, "*=429:count=1;POST=500:count=1:after;PATCH=RESET:count=1:after;"
@@ -63,7 +64,9 @@ def _cases() -> list[Case]:
     for service, (server, write) in GOOGLE.items():
         for code in GRPC_CODES:
             # The first matching call of each kind fails for sure, then a fraction of the rest.
-            spec = f"{service}/*={code}:count=1;{service}/{write}={code}:count=1;{service}/*={code}:rate={RATE}"
+            c, _, after = code.partition(":")
+            a = ":after" if after else ""
+            spec = f"{service}/*={c}:count=1{a};{service}/{write}={c}:count=1{a};{service}/*={c}:rate={RATE}{a}"
             out.append(Case(f"{service} {code}", google=((server, spec),)))
     for cluster in KUBE:
         for code in HTTP_CODES:
@@ -110,7 +113,8 @@ def test_apply_converges_through_faults(case, live, sandbox_env):
         if "spinnaker" in pending:
             rc, tail = _apply_arming_spinnaker(live, sandbox_env, pending["spinnaker"])
         else:
-            rc, _, tail = run(["apply", "-c", str(EXAMPLE), "--yes"], sandbox_env)
+            rc, events, tail = run(["apply", "-c", str(EXAMPLE), "--yes"], sandbox_env)
+            tail = _failures("\n".join(json.dumps(e) for e in events)) + tail
         fired = {str(getattr(h, "admin_url", h)): _injected(h.counts()) for h, _ in google + targets}
     finally:
         for handle, _ in google + targets:
@@ -125,9 +129,14 @@ def test_apply_converges_through_faults(case, live, sandbox_env):
     assert_nothing_to_do(sandbox_env)
 
 
+def _failures(stdout: str) -> str:
+    """The failed steps' events first: a long run's tail may not hold them."""
+    failed = [line for line in stdout.splitlines() if '"status": "failed"' in line]
+    return "failed steps:\n" + "\n".join(failed) + "\n...\n" if failed else ""
+
+
 def _apply_arming_spinnaker(live, env, spec: str) -> tuple[int, str]:
     """Run apply; as soon as the Spinnaker cluster step is done (its API server exists), arm its proxy."""
-    import json
     import subprocess
     import sys
 
@@ -146,4 +155,4 @@ def _apply_arming_spinnaker(live, env, spec: str) -> tuple[int, str]:
     err = proc.stderr.read()
     proc.wait(timeout=600)
     assert armed, "the cluster step finished"
-    return proc.returncode, "".join(lines)[-3000:] + err[-3000:]
+    return proc.returncode, _failures("".join(lines)) + "".join(lines)[-2000:] + err[-3000:]

@@ -49,6 +49,9 @@ func kubeResource(seg []string) string {
 		}
 		return "/"
 	}
+	if len(seg) > 0 && seg[0] == "watch" { // legacy /api/v1/watch/...: counted as the GET it is
+		seg = seg[1:]
+	}
 	if len(seg) >= 2 && seg[0] == "namespaces" && len(seg) != 2 {
 		seg = seg[2:] // namespaced: namespaces/NS/RESOURCE[/NAME[/SUB]]
 	}

@@ -13,23 +13,18 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"log"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"os/signal"
+	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"spinboot.dev/sandbox/internal/sandboxsrv"
 )
-
-type multiFlag []string
-
-func (m *multiFlag) String() string     { return strings.Join(*m, ";") }
-func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
 type proxy struct {
 	rp       *httputil.ReverseProxy
@@ -45,13 +40,9 @@ func main() {
 	upstreamCA := flag.String("upstream-ca", "", "PEM CA bundle to verify an https upstream")
 	tlsCert := flag.String("tls-cert", "", "serve TLS with this certificate (PEM); plain HTTP without")
 	tlsKey := flag.String("tls-key", "", "key of --tls-cert")
-	port := flag.Int("port", 0, "port on 127.0.0.1 (0 = any free one)")
-	adminPort := flag.Int("admin-port", 0, "admin HTTP port on 127.0.0.1 (0 = any free one)")
-	readyFile := flag.String("ready-file", "", "write {name, url, admin, pid} JSON here (atomically) once serving")
 	style := flag.String("error-style", "kubernetes", "body of injected errors: kubernetes (a Status) or google (JSON error)")
-	exitWithParent := flag.Bool("exit-with-parent", true, "exit when the launching process dies")
-	var faults multiFlag
-	flag.Var(&faults, "faults", "fault rules MATCH=CODE[:count=N][:rate=F][:delay=D][:after][:msg=T] (repeatable; also $SPINBOOT_SANDBOX_FAULTS)")
+	var o sandboxsrv.Options
+	o.RegisterFlags() // --port, --admin-port, --ready-file, --faults (MATCH=CODE[:count=N][:rate=F][:delay=D][:after][:msg=T]), --exit-with-parent
 	flag.Parse()
 	log.SetPrefix(*name + ": ")
 
@@ -63,7 +54,7 @@ func main() {
 		log.Fatalf("--error-style must be kubernetes or google")
 	}
 	p := &proxy{rules: &ruleSet{}, counts: newCounters(), style: *style, upstream: up}
-	for _, spec := range append([]string{os.Getenv("SPINBOOT_SANDBOX_FAULTS")}, faults...) {
+	for _, spec := range o.FaultSpecs() {
 		rules, err := parseRules(spec)
 		if err != nil {
 			log.Fatal(err)
@@ -98,11 +89,11 @@ func main() {
 		ErrorLog:      log.New(os.Stderr, *name+": upstream: ", 0),
 	}
 
-	lis, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", *port))
+	lis, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", o.Port))
 	if err != nil {
 		log.Fatal(err)
 	}
-	alis, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", *adminPort))
+	alis, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", o.AdminPort))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -118,44 +109,31 @@ func main() {
 	} else {
 		go func() { errc <- srv.Serve(lis) }()
 	}
-	ready, _ := json.Marshal(map[string]any{"name": *name, "url": scheme + "://" + lis.Addr().String(),
-		"admin": "http://" + alis.Addr().String(), "pid": os.Getpid()})
-	fmt.Println(string(ready))
-	if *readyFile != "" {
-		if err := os.WriteFile(*readyFile+".tmp", append(ready, '\n'), 0o644); err != nil {
-			log.Fatal(err)
-		}
-		if err := os.Rename(*readyFile+".tmp", *readyFile); err != nil {
-			log.Fatal(err)
-		}
-		defer os.Remove(*readyFile)
-	}
-	log.Printf("proxying %s://%s -> %s, admin on %s", scheme, lis.Addr(), up, alis.Addr())
-
-	sigc := make(chan os.Signal, 1)
-	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT)
-	parentGone := make(chan struct{})
-	if *exitWithParent {
-		ppid := os.Getppid()
-		go func() {
-			for range time.Tick(time.Second) {
-				if os.Getppid() != ppid {
-					close(parentGone)
-					return
-				}
-			}
-		}()
-	}
-	select {
-	case <-sigc:
-	case <-parentGone:
-	case err := <-errc:
+	remove, err := sandboxsrv.Announce(o.ReadyFile, map[string]any{"name": *name,
+		"url": scheme + "://" + lis.Addr().String(), "admin": "http://" + alis.Addr().String(), "pid": os.Getpid()})
+	if err != nil {
 		log.Fatal(err)
 	}
+	defer remove()
+	log.Printf("proxying %s://%s -> %s, admin on %s", scheme, lis.Addr(), up, alis.Addr())
+
+	why, err := sandboxsrv.WaitForStop(o.ExitWithParent, errc)
+	if err != nil {
+		remove()
+		log.Fatal(err)
+	}
+	log.Printf("%s, stopping", why)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	_ = srv.Shutdown(ctx)
 	_ = admin.Shutdown(ctx)
+}
+
+// isWatch: ?watch=true (any form the API server's bool parsing takes: "True" from the Python client) or a
+// legacy /api/v1/watch/... path.
+func isWatch(r *http.Request) bool {
+	w, _ := strconv.ParseBool(r.URL.Query().Get("watch"))
+	return w || strings.Contains(r.URL.Path, "/watch/")
 }
 
 func isUpgrade(r *http.Request) bool {
@@ -176,13 +154,14 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if f == nil || f.Code == "OK" {
-		rec := &recorder{ResponseWriter: w, status: http.StatusOK}
+		// Counted as the status goes out, so a client that reads /counts after its response sees its call.
+		rec := &recorder{ResponseWriter: w, done: func(status int) { p.counts.end(key, f != nil, status, false) }}
 		p.rp.ServeHTTP(rec, r)
-		p.counts.end(key, f != nil, rec.status, false)
+		rec.record(http.StatusOK)
 		return
 	}
 	// A watch never ends, so "after" would wait forever: a watch is failed before it starts instead.
-	if f.After && r.URL.Query().Get("watch") != "true" && r.URL.Query().Get("watch") != "1" {
+	if f.After && !isWatch(r) {
 		p.rp.ServeHTTP(&discard{header: http.Header{}}, r)
 	}
 	if f.Code == "RESET" {
@@ -213,6 +192,17 @@ func reset(w http.ResponseWriter) {
 var kubeReasons = map[int]string{400: "BadRequest", 403: "Forbidden", 404: "NotFound", 409: "Conflict",
 	429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable", 504: "Timeout"}
 
+// kubeReason is the Status reason the API server gives with that code (StatusReasonUnknown, "", for the rest).
+func kubeReason(code int) string {
+	if r, ok := kubeReasons[code]; ok {
+		return r
+	}
+	if code >= 500 {
+		return "InternalError"
+	}
+	return ""
+}
+
 var googleStatus = map[int]string{400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
 	409: "ALREADY_EXISTS", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 502: "UNAVAILABLE", 503: "UNAVAILABLE",
 	504: "DEADLINE_EXCEEDED"}
@@ -226,14 +216,21 @@ func (p *proxy) fail(w http.ResponseWriter, r *http.Request, f *rule) {
 	var body any
 	if p.style == "kubernetes" {
 		st := map[string]any{"kind": "Status", "apiVersion": "v1", "metadata": map[string]any{},
-			"status": "Failure", "message": msg, "reason": kubeReasons[f.status], "code": f.status}
+			"status": "Failure", "message": msg, "reason": kubeReason(f.status), "code": f.status}
 		if f.status == 429 || f.status == 503 {
 			st["details"] = map[string]any{"retryAfterSeconds": 1}
 		}
 		body = st
 	} else {
-		body = map[string]any{"error": map[string]any{"code": f.status, "message": msg,
-			"status": googleStatus[f.status], "errors": []any{map[string]any{"message": msg, "reason": "backendError"}}}}
+		st, reason := googleStatus[f.status], "backendError"
+		if st == "" {
+			st = "UNKNOWN"
+		}
+		if f.status == 429 {
+			reason = "rateLimitExceeded"
+		}
+		body = map[string]any{"error": map[string]any{"code": f.status, "message": msg, "status": st,
+			"errors": []any{map[string]any{"message": msg, "domain": "global", "reason": reason}}}}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	if f.status == 429 || f.status == 503 {
@@ -243,16 +240,31 @@ func (p *proxy) fail(w http.ResponseWriter, r *http.Request, f *rule) {
 	_ = json.NewEncoder(w).Encode(body)
 }
 
-// recorder remembers the status for the counters; Unwrap lets the reverse proxy reach the connection for
-// upgrades and flushes.
+// recorder reports the response's status once, when it is sent; Unwrap lets the reverse proxy reach the
+// connection for upgrades and flushes.
 type recorder struct {
 	http.ResponseWriter
-	status int
+	done     func(status int)
+	recorded bool
+}
+
+func (r *recorder) record(status int) {
+	if !r.recorded {
+		r.recorded = true
+		r.done(status)
+	}
 }
 
 func (r *recorder) WriteHeader(code int) {
-	r.status = code
+	if code >= 200 || code == http.StatusSwitchingProtocols {
+		r.record(code)
+	}
 	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	r.record(http.StatusOK)
+	return r.ResponseWriter.Write(b)
 }
 
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
@@ -267,43 +279,22 @@ func (d *discard) Flush()                      {}
 
 func (p *proxy) adminMux() *http.ServeMux {
 	mux := http.NewServeMux()
-	writeJSON := func(w http.ResponseWriter, v any) {
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(v)
-	}
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
-	mux.HandleFunc("/counts", func(w http.ResponseWriter, r *http.Request) {
-		switch r.Method {
-		case http.MethodGet:
-		case http.MethodDelete:
-			p.counts.reset()
-		default:
-			http.Error(w, "GET or DELETE", http.StatusMethodNotAllowed)
-			return
-		}
-		writeJSON(w, p.counts.snapshot())
-	})
-	mux.HandleFunc("/faults", func(w http.ResponseWriter, r *http.Request) {
-		switch r.Method {
-		case http.MethodGet:
-		case http.MethodDelete:
-			p.rules.clear()
-		case http.MethodPost, http.MethodPut: // POST appends, PUT replaces
-			body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-			rules, err := parseRules(string(body))
+	sandboxsrv.AdminRoutes(mux, sandboxsrv.Admin{
+		Counts:      func() any { return p.counts.snapshot() },
+		ResetCounts: p.counts.reset,
+		ListFaults:  func() any { return p.rules.list() },
+		ClearFaults: p.rules.clear,
+		SetFaults: func(spec string, replace bool) error {
+			rules, err := parseRules(spec)
 			if err != nil {
-				http.Error(w, err.Error(), http.StatusBadRequest)
-				return
+				return err
 			}
-			if r.Method == http.MethodPut {
+			if replace {
 				p.rules.clear()
 			}
 			p.rules.add(rules)
-		default:
-			http.Error(w, "GET, POST, PUT or DELETE", http.StatusMethodNotAllowed)
-			return
-		}
-		writeJSON(w, map[string]any{"faults": p.rules.list()})
+			return nil
+		},
 	})
 	return mux
 }

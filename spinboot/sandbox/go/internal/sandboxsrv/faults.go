@@ -24,14 +24,15 @@ const FaultsEnv = "SPINBOOT_SANDBOX_FAULTS"
 
 // Fault is one injection rule. Spec grammar (rules separated by ';' or newlines):
 //
-//	METHOD=CODE[:count=N][:rate=F][:delay=DURATION][:msg=TEXT]
+//	METHOD=CODE[:count=N][:rate=F][:delay=DURATION][:after][:msg=TEXT]
 //
 // METHOD is "*", a full method ("google.container.v1.ClusterManager/CreateCluster"), the same without a
 // leading package prefix ("container.v1.ClusterManager/CreateCluster", "ClusterManager/CreateCluster"),
 // "Service/*", or a bare method name ("CreateCluster"). CODE is a gRPC code name (UNAVAILABLE,
 // RESOURCE_EXHAUSTED, ...), RESET (the client's TCP connection is reset, as by a dropped load balancer; the client
 // sees UNAVAILABLE) or OK (with delay=, to inject latency only). Without count or rate the rule fires
-// on every matching call; count=N fires on the next N matching calls and then retires.
+// on every matching call; count=N fires on the next N matching calls and then retires. ":after" (unary calls
+// only) runs the call first, so its effect happens, and then fails it: the client never learns it succeeded.
 type Fault struct {
 	Method    string        `json:"method"`
 	Code      string        `json:"code"`
@@ -40,6 +41,7 @@ type Fault struct {
 	Rate      float64       `json:"rate,omitempty"`
 	Delay     time.Duration `json:"delay_ns,omitempty"`
 	Msg       string        `json:"msg,omitempty"`
+	After     bool          `json:"after,omitempty"`
 	Fired     int           `json:"fired"`
 	code      codes.Code
 	reset     bool
@@ -107,6 +109,8 @@ func ParseFaults(spec string) ([]*Fault, error) {
 				f.Delay, err = time.ParseDuration(v)
 			case "msg":
 				f.Msg = v
+			case "after":
+				f.After = true
 			default:
 				err = fmt.Errorf("unknown option")
 			}
@@ -193,27 +197,32 @@ func (fs *Faults) apply(ctx context.Context, fullMethod string) (injected bool, 
 	if f == nil {
 		return false, nil
 	}
+	return true, f.fail(ctx, fullMethod)
+}
+
+// fail waits out the rule's delay and returns its error (nil for OK), resetting the connection for RESET.
+func (f *Fault) fail(ctx context.Context, fullMethod string) error {
 	if f.Delay > 0 {
 		select {
 		case <-time.After(f.Delay):
 		case <-ctx.Done():
-			return true, status.FromContextError(ctx.Err()).Err()
+			return status.FromContextError(ctx.Err()).Err()
 		}
 	}
 	if f.code == codes.OK {
-		return true, nil
+		return nil
 	}
 	if f.reset {
 		if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 			resetConn(p.Addr.String())
 		}
-		return true, status.Error(codes.Unavailable, "sandbox fault injection: connection reset")
+		return status.Error(codes.Unavailable, "sandbox fault injection: connection reset")
 	}
 	msg := f.Msg
 	if msg == "" {
 		msg = fmt.Sprintf("sandbox fault injection: %s on %s", f.Code, fullMethod)
 	}
-	return true, status.Error(f.code, msg)
+	return status.Error(f.code, msg)
 }
 
 // AfterHook runs after a unary handler returned; servers use it to keep side state (IAM policies of a deleted
@@ -225,16 +234,24 @@ type AfterHook func(fullMethod string, req any, err error)
 func Interceptors(fs *Faults, cs *Counters, after AfterHook) []grpc.ServerOption {
 	unary := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		cs.begin(info.FullMethod)
-		injected, err := fs.apply(ctx, info.FullMethod)
-		if err != nil {
-			cs.end(info.FullMethod, injected, err)
-			return nil, err
+		f := fs.pick(info.FullMethod)
+		if f != nil && !f.After {
+			if err := f.fail(ctx, info.FullMethod); err != nil {
+				cs.end(info.FullMethod, true, err)
+				return nil, err
+			}
 		}
 		resp, err := h(ctx, req)
-		cs.end(info.FullMethod, injected, err)
 		if after != nil {
 			after(info.FullMethod, req, err)
 		}
+		if f != nil && f.After && err == nil {
+			// The call took effect; its answer is lost on the way back.
+			if ferr := f.fail(ctx, info.FullMethod); ferr != nil {
+				resp, err = nil, ferr
+			}
+		}
+		cs.end(info.FullMethod, f != nil, err)
 		return resp, err
 	}
 	stream := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
@@ -266,11 +283,11 @@ func (l trackingListener) Accept() (net.Conn, error) {
 	return trackedConn{c}, nil
 }
 
-// trackedConn forgets its registry entry when closed.
+// trackedConn forgets its registry entry when closed (only its own: a later connection may reuse the address).
 type trackedConn struct{ net.Conn }
 
 func (c trackedConn) Close() error {
-	conns.Delete(c.RemoteAddr().String())
+	conns.CompareAndDelete(c.RemoteAddr().String(), c.Conn)
 	return c.Conn.Close()
 }
 

@@ -74,3 +74,13 @@ func TestResetRuleParsesAsAConnectionReset(t *testing.T) {
 		t.Fatalf("%+v", rules[0])
 	}
 }
+
+func TestAfterOption(t *testing.T) {
+	rules, err := ParseFaults("CreateCluster=UNAVAILABLE:after:count=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rules[0].After || rules[0].Count != 1 {
+		t.Fatalf("%+v", rules[0])
+	}
+}

@@ -5,15 +5,12 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"log"
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -36,11 +33,16 @@ func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
 // RegisterFlags adds the shared flags to the default flag set.
 func (o *Options) RegisterFlags() {
-	flag.IntVar(&o.Port, "port", 0, "gRPC port on 127.0.0.1 (0 = pick a free one and print it)")
+	flag.IntVar(&o.Port, "port", 0, "serving port on 127.0.0.1 (0 = pick a free one and print it)")
 	flag.IntVar(&o.AdminPort, "admin-port", 0, "admin HTTP port on 127.0.0.1 (0 = pick a free one)")
-	flag.StringVar(&o.ReadyFile, "ready-file", "", "write {grpc, admin, pid} JSON here (atomically) once serving")
-	flag.Var(&o.Faults, "faults", "fault rules METHOD=CODE[:count=N][:rate=F][:delay=D][:msg=T] (repeatable; also $"+FaultsEnv+")")
+	flag.StringVar(&o.ReadyFile, "ready-file", "", "write {name, grpc or url, admin, pid} JSON here (atomically) once serving")
+	flag.Var(&o.Faults, "faults", "fault rules: METHOD=CODE[:count=N][:rate=F][:delay=D][:after][:msg=T] for gRPC servers, MATCH=CODE[...] for fault-proxy (repeatable; also $"+FaultsEnv+")")
 	flag.BoolVar(&o.ExitWithParent, "exit-with-parent", true, "exit when the launching process dies, so a crashed test run leaves nothing behind")
+}
+
+// FaultSpecs are the initial fault specs: $SPINBOOT_SANDBOX_FAULTS, then every --faults flag.
+func (o *Options) FaultSpecs() []string {
+	return append([]string{os.Getenv(FaultsEnv)}, o.Faults...)
 }
 
 // Server bundles the gRPC server with its fault rules and counters.
@@ -56,7 +58,7 @@ type Server struct {
 // New builds the gRPC server with counting/fault interceptors, loading initial faults from flags and env.
 func New(name string, o *Options, after AfterHook) (*Server, error) {
 	fs := &Faults{}
-	for _, spec := range append([]string{os.Getenv(FaultsEnv)}, o.Faults...) {
+	for _, spec := range o.FaultSpecs() {
 		rules, err := ParseFaults(spec)
 		if err != nil {
 			return nil, err
@@ -77,39 +79,22 @@ func writeJSON(w http.ResponseWriter, v any) {
 }
 
 func (s *Server) routes() {
-	s.Admin.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
-	s.Admin.HandleFunc("/counts", func(w http.ResponseWriter, r *http.Request) {
-		switch r.Method {
-		case http.MethodGet:
-			writeJSON(w, s.Counters.Snapshot())
-		case http.MethodDelete:
-			s.Counters.Reset()
-			writeJSON(w, s.Counters.Snapshot())
-		default:
-			http.Error(w, "GET or DELETE", http.StatusMethodNotAllowed)
-		}
-	})
-	s.Admin.HandleFunc("/faults", func(w http.ResponseWriter, r *http.Request) {
-		switch r.Method {
-		case http.MethodGet:
-		case http.MethodDelete:
-			s.Faults.Clear()
-		case http.MethodPost, http.MethodPut: // POST appends, PUT replaces; body is the --faults spec text
-			body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-			rules, err := ParseFaults(string(body))
+	AdminRoutes(s.Admin, Admin{
+		Counts:      func() any { return s.Counters.Snapshot() },
+		ResetCounts: s.Counters.Reset,
+		ListFaults:  func() any { return s.Faults.List() },
+		ClearFaults: s.Faults.Clear,
+		SetFaults: func(spec string, replace bool) error {
+			rules, err := ParseFaults(spec)
 			if err != nil {
-				http.Error(w, err.Error(), http.StatusBadRequest)
-				return
+				return err
 			}
-			if r.Method == http.MethodPut {
+			if replace {
 				s.Faults.Clear()
 			}
 			s.Faults.Add(rules)
-		default:
-			http.Error(w, "GET, POST, PUT or DELETE", http.StatusMethodNotAllowed)
-			return
-		}
-		writeJSON(w, map[string]any{"faults": s.Faults.List()})
+			return nil
+		},
 	})
 }
 
@@ -129,48 +114,23 @@ func (s *Server) Serve(cleanup func()) error {
 	errc := make(chan error, 1)
 	go func() { errc <- s.GRPC.Serve(trackingListener{lis}) }()
 
-	ready := map[string]any{
+	remove, err := Announce(s.opts.ReadyFile, map[string]any{
 		"name":  s.Name,
 		"grpc":  lis.Addr().String(),
 		"admin": "http://" + alis.Addr().String(),
 		"pid":   os.Getpid(),
-	}
-	line, _ := json.Marshal(ready)
-	fmt.Println(string(line))
-	if s.opts.ReadyFile != "" {
-		tmp := s.opts.ReadyFile + ".tmp"
-		if err := os.WriteFile(tmp, append(line, '\n'), 0o644); err != nil {
-			return err
-		}
-		if err := os.Rename(tmp, s.opts.ReadyFile); err != nil {
-			return err
-		}
-		defer os.Remove(s.opts.ReadyFile)
-	}
-	log.Printf("%s serving gRPC on %s, admin on %s", s.Name, lis.Addr(), alis.Addr())
-
-	sigc := make(chan os.Signal, 1)
-	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT)
-	parentGone := make(chan struct{})
-	if s.opts.ExitWithParent {
-		ppid := os.Getppid()
-		go func() {
-			for range time.Tick(time.Second) {
-				if os.Getppid() != ppid {
-					close(parentGone)
-					return
-				}
-			}
-		}()
-	}
-	select {
-	case sig := <-sigc:
-		log.Printf("%s: %v, stopping", s.Name, sig)
-	case <-parentGone:
-		log.Printf("%s: parent process gone, stopping", s.Name)
-	case err := <-errc:
+	})
+	if err != nil {
 		return err
 	}
+	defer remove()
+	log.Printf("%s serving gRPC on %s, admin on %s", s.Name, lis.Addr(), alis.Addr())
+
+	why, err := WaitForStop(s.opts.ExitWithParent, errc)
+	if err != nil {
+		return err
+	}
+	log.Printf("%s: %s, stopping", s.Name, why)
 	done := make(chan struct{})
 	go func() { s.GRPC.GracefulStop(); close(done) }()
 	select {
