@@ -315,7 +315,7 @@ def sandbox_up(
                                                               "names, with their namespaces.")] = None,
     gke_latency: Annotated[float, typer.Option("--gke-latency", help="Seconds a GKE operation takes.")] = 2.0,
     fault_proxies: Annotated[bool, typer.Option("--fault-proxies", help="Put a fault-injecting proxy in front of "
-                                                "every Kubernetes API server and Storage (docs/sandbox.md).")] = False,
+                                                "every Kubernetes API server and Storage (docs/sandbox.md); default: $SPINBOOT_SANDBOX_FAULT_PROXIES.")] = False,
     output: OutputOpt = OutputFormat.text,
 ) -> None:
     """Start the sandbox in the background (stop it with `spinboot sandbox down`)."""
@@ -323,7 +323,7 @@ def sandbox_up(
 
     rep = Reporter(output)
     cfg = load_or_exit(seed, rep).config if seed else None
-    sb = Sandbox(detach=True, gke_latency_s=gke_latency, fault_proxies=fault_proxies,
+    sb = Sandbox(detach=True, gke_latency_s=gke_latency, fault_proxies=fault_proxies or None,
                  log=lambda m: rep.event("progress", f"  {m}", message=m))
     t0 = __import__("time").monotonic()
     try:
