@@ -182,3 +182,21 @@ def test_credential_files_are_private_and_only_under_hal(applied, live):
     loose = [f"{p}: {oct(stat.S_IMODE(p.stat().st_mode))}" for p in kubeconfigs if stat.S_IMODE(p.stat().st_mode) != 0o600]
     assert not loose, loose
     assert stat.S_IMODE((home / ".hal/spinboot/kubeconfigs").stat().st_mode) & 0o077 == 0
+
+
+def test_halyard_pod_mounts_no_kubeconfig_outside_hal(applied, live):
+    """The pod's own spec: ~/.hal is its volume; the only other mounts are read-only token Secrets the file names
+    (never the Secret that holds the minted kubeconfigs, which exists for restore)."""
+    from kubernetes import client
+
+    api = live.api(live.cluster("acme-platform", "us-central1-b", "spinnaker"))
+    sts = client.AppsV1Api(api).read_namespaced_stateful_set("halyard", "halyard")
+    pod = sts.spec.template.spec
+    secret_volumes = {v.name: v.secret.secret_name for v in pod.volumes or [] if v.secret}
+    assert "spinboot-target-kubeconfigs" not in secret_volumes.values()
+    for c in pod.containers:
+        for m in c.volume_mounts or []:
+            if m.name in secret_volumes:
+                assert m.read_only and m.mount_path.startswith("/home/spinnaker/secrets/"), m
+            else:
+                assert m.mount_path == "/home/spinnaker/.hal", m
