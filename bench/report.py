@@ -38,6 +38,11 @@ def markdown(r: dict) -> str:
                 f"| ratio wall / critical path | {fr['ratio_wall_to_critical_path']} |",
                 f"| sum of all step times (what a serial tool would take) | {fr['serial_sum_s']} s |",
                 f"| GKE cluster step / Halyard step | {fr['gke_cluster_step_s']} s / {fr['halyard_step_s']} s |",
+                f"| GKE's own create operation (its start and end times) | {fr.get('gke_create_operation_s')} s |",
+                f"| GKE operation + Halyard step (the issue's critical path) | "
+                f"{fr.get('gke_operation_plus_halyard_s')} s |",
+                f"| ratio wall / (GKE operation + Halyard) | {fr.get('ratio_wall_to_gke_operation_plus_halyard')} |",
+                f"| of which: noticing the operation ended (poll backoff) | {fr.get('operation_poll_lag_s')} s |",
                 f"| changes made | {fr['changes']['create']} created, {fr['changes']['update']} updated |",
                 f"| calls (counted at the sandbox's servers) | {_calls(fr['calls'])} |", "",
                 "## Second apply (nothing to do)", "",
