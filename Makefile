@@ -29,7 +29,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Benchmarks and the full fault/kill matrix against the sandbox (~20 min): bench/results/latest.{json,md},
+# Benchmarks and the full fault/kill matrix against the sandbox (~35 min): bench/results/latest.{json,md},
 # targets.png. BENCH_ARGS="--only render,fresh" runs a part; see `python bench/run.py --help`.
 BENCH_STAMP := $(VENV)/.installed-bench
 $(BENCH_STAMP): $(STAMP)
