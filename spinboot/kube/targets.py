@@ -2,8 +2,9 @@
 least privilege.
 
 The proof asks the API server itself (SubjectAccessReview) what the service account may do: it must be allowed
-to deploy in each listed namespace, and denied in kube-system, in a namespace not on the list, and for secrets
-cluster-wide. Either side being wrong fails the stage, whoever granted the extra rights.
+to deploy in each listed namespace (a ServiceAccount included, and read ControllerRevisions for rollout undo),
+and denied in kube-system, in a namespace not on the list, for secrets and namespaces cluster-wide, and for
+minting tokens of other service accounts. Either side being wrong fails the stage, whoever granted the extra rights.
 """
 
 from __future__ import annotations
@@ -44,11 +45,11 @@ def apply_target(kube: Kube, target: Target, endpoint: str, dry_run: bool = Fals
     desired = [obj for docs in target_manifests(target).values() for obj in docs]
     for obj in desired:
         result.changes.append(kube.apply(obj, dry_run=dry_run))
-    stale = prune_rolebindings(kube, target, dry_run=True)
+    stale = prune_stale(kube, target, desired, dry_run=True)
     if stale and not (dry_run or allow_delete):
         raise KubeError(f"target {target.name}: would delete " + ", ".join(c.ref for c in stale)
-                        + " (namespaces no longer in the file); re-run with --yes to delete")
-    result.changes.extend(stale if dry_run else prune_rolebindings(kube, target))
+                        + " (no longer rendered from the file); re-run with --yes to delete")
+    result.changes.extend(stale if dry_run else prune_stale(kube, target, desired))
     if dry_run:
         return result
     token, ca = wait_for_token(kube, target)
@@ -58,14 +59,21 @@ def apply_target(kube: Kube, target: Target, endpoint: str, dry_run: bool = Fals
     return result
 
 
-def prune_rolebindings(kube: Kube, target: Target, dry_run: bool = False) -> list[Change]:
-    """Delete the RoleBindings spinboot made for this target in namespaces no longer listed."""
+def _key(obj: dict) -> tuple[str, str, str]:
+    meta = obj["metadata"]
+    return obj["kind"], meta.get("namespace") or "", meta["name"]
+
+
+def prune_stale(kube: Kube, target: Target, desired: list[dict], dry_run: bool = False) -> list[Change]:
+    """Delete what spinboot made for this target and no longer renders: RoleBindings of namespaces that left the
+    file, and objects an earlier spinboot rendered (e.g. the cluster-wide namespace read it used to grant)."""
+    want = {_key(o) for o in desired}
     selector = f"{MANAGED_LABEL}=spinboot,spinboot.dev/target={target.name}"
-    stale = [rb for rb in kube.list("rbac.authorization.k8s.io/v1", "RoleBinding", labels=selector)
-             if rb["metadata"]["namespace"] not in target.namespaces]
+    stale = [obj for api_version, kind, _ in PRUNE_KINDS for obj in kube.list(api_version, kind, labels=selector)
+             if _key(obj) not in want]
     if dry_run:
-        return [Change("delete", "RoleBinding", rb["metadata"]["name"], rb["metadata"]["namespace"]) for rb in stale]
-    return [kube.delete(rb) for rb in stale]
+        return [Change("delete", o["kind"], o["metadata"]["name"], o["metadata"].get("namespace")) for o in stale]
+    return [kube.delete(o) for o in stale]
 
 
 def wait_for_token(kube: Kube, target: Target, timeout: float = TOKEN_WAIT_SECONDS) -> tuple[str, str]:
@@ -124,11 +132,13 @@ def prove_least_privilege(kube: Kube, target: Target) -> list[str]:
     must_allow = []
     for ns in target.namespaces:
         must_allow += [("create", "deployments", "apps", ns), ("patch", "services", "", ns),
-                       ("delete", "configmaps", "", ns), ("list", "pods", "", ns)]
+                       ("delete", "configmaps", "", ns), ("list", "pods", "", ns),
+                       ("create", "serviceaccounts", "", ns), ("list", "controllerrevisions", "apps", ns)]
     must_deny = [("create", "deployments", "apps", "kube-system"), ("get", "secrets", "", "kube-system"),
                  ("create", "deployments", "apps", unlisted_namespace(target)),
                  ("list", "secrets", "", ""), ("create", "clusterrolebindings", "rbac.authorization.k8s.io", ""),
-                 ("create", "namespaces", "", "")]
+                 ("create", "namespaces", "", ""), ("list", "namespaces", "", ""),
+                 ("create", "serviceaccounts/token", "", target.namespaces[0])]
     if target.dangerously_allow_system_namespaces:
         must_deny = [d for d in must_deny if d[3] not in target.namespaces]
     wrong, findings = [], []

@@ -3,8 +3,8 @@
 Per target: the service account's Namespace, the ServiceAccount, its long-lived token Secret (since Kubernetes 1.24
 no token Secret is created automatically, and TokenRequest tokens expire, which clouddriver's static kubeconfig
 cannot survive: https://kubernetes.io/docs/concepts/configuration/secret/#serviceaccount-token-secrets), a
-ClusterRole with the deploy rules, one RoleBinding per allowed namespace (so the rules apply only there), and a
-ClusterRole plus ClusterRoleBinding for the only cluster-wide read clouddriver needs. Never cluster-admin.
+ClusterRole with the deploy rules and one RoleBinding per allowed namespace (so the rules apply only there).
+Nothing cluster-wide: with a namespace list clouddriver never reads namespaces. Never cluster-admin.
 """
 
 from __future__ import annotations
@@ -36,10 +36,6 @@ def deploy_role_name(t: Target) -> str:
     return f"spinboot:{t.service_account.namespace}:{t.service_account.name}:deploy"
 
 
-def read_role_name(t: Target) -> str:
-    return f"spinboot:{t.service_account.namespace}:{t.service_account.name}:read"
-
-
 def token_secret_name(t: Target) -> str:
     return t.service_account.name + TOKEN_SECRET_SUFFIX
 
@@ -63,15 +59,6 @@ def target_manifests(t: Target) -> dict[str, list[dict]]:
         "03-clusterrole-deploy.yaml": [{
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
             "metadata": _meta(deploy_role_name(t), target=t.name), "rules": r["deploy"],
-        }],
-        "04-clusterrole-read.yaml": [{
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-            "metadata": _meta(read_role_name(t), target=t.name), "rules": r["clusterRead"],
-        }, {
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-            "metadata": _meta(read_role_name(t), target=t.name),
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": read_role_name(t)},
-            "subjects": subject,
         }],
     }
     for ns in t.namespaces:
