@@ -134,6 +134,40 @@ CASES = [
      "cluster", 3, "expected a mapping"),
     ("label-uppercase", MINIMAL.replace("location: us-central1-b}", "location: us-central1-b, labels: {team: SRE}}"),
      "cluster.labels.team", 3, "not a valid label value"),
+    # Issue 10: what Spinnaker could not live with is refused before anything is touched.
+    ("api-url-other-path", MINIMAL.replace("apiUrl: https://spinnaker.acme.dev/gate", "apiUrl: https://spinnaker.acme.dev/api"),
+     "spinnaker.exposure.apiUrl", 7, "no path but /gate"),
+    ("api-url-gate-on-other-host", MINIMAL.replace("apiUrl: https://spinnaker.acme.dev/gate", "apiUrl: https://api.acme.dev/gate"),
+     "spinnaker.exposure.apiUrl", 7, "only on the UI's own host"),
+    ("private-nodes-no-egress", MINIMAL.replace("location: us-central1-b}", "location: us-central1-b, privateNodes: true, "
+                                                "masterIpv4CidrBlock: 172.16.0.32/28}"),
+     "cluster.privateNodes", 3, "cluster.egress is not set"),
+    ("egress-without-private-nodes", MINIMAL.replace("location: us-central1-b}", "location: us-central1-b, egress: cloud-nat}"),
+     "cluster.egress", 3, "only with privateNodes"),
+    ("repository-in-other-project", with_registry("""  - name: images
+    project: acme-platform
+    address: us-docker.pkg.dev
+    repositories: [acme-platform/acme/tasks, acme-shared/base/python]
+"""), "registries[0].repositories[1]", 16, "projects/acme-shared/topics/gcr"),
+    ("artifact-registry-path-too-short", with_registry("""  - name: images
+    project: acme-platform
+    address: us-docker.pkg.dev
+    repositories: [acme/tasks]
+"""), "registries[0].repositories[0]", 16, "PROJECT/REPOSITORY/IMAGE"),
+    ("google-registry-without-project", with_registry("""  - name: images
+    address: europe-docker.pkg.dev
+    repositories: [acme-platform/acme/tasks]
+"""), "registries[0].project", 13, "needs a subscription there"),
+    ("non-google-registry-subscription", with_registry("""  - name: hub
+    address: registry-1.docker.io
+    repositories: [library/nginx]
+    subscription: {name: hub-pushes}
+"""), "registries[0].subscription", 16, "nothing publishes its pushes to Pub/Sub"),
+    ("non-google-registry-project", with_registry("""  - name: hub
+    project: acme-platform
+    address: quay.io
+    repositories: [acme/tasks]
+"""), "registries[0].project", 14, "not a Google registry"),
 ]
 
 

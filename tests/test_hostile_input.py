@@ -83,7 +83,7 @@ FIELDS = {
     "kube_context": ("onprem-admin", "targets[1].kubeconfig.context", 19),
     "registry_name": ("images", "registries[0].name", 22),
     "address": ("us-docker.pkg.dev", "registries[0].address", 24),
-    "repository": ("acme/tasks", "registries[0].repositories[0]", 25),
+    "repository": ("acme-platform/acme/tasks", "registries[0].repositories[0]", 25),
     "subscription": ("spinnaker-gcr", "registries[0].subscription.name", 26),
 }
 
@@ -311,15 +311,16 @@ def test_json_output_for_a_hostile_file_is_one_event_per_line(cli, tmp_path):
 
 # --- nothing injects into the rendered script -------------------------------------------------------------------
 
-# Values inside each field's grammar, chosen to be as unusual as that grammar allows.
+# Values inside each field's grammar, chosen to be as unusual as that grammar allows (Gate's URL may carry no
+# path but /gate on the UI's host: config rules).
 ODD_BUT_VALID = [
-    dict(ui_url="https://spinnaker.acme.dev:8443/%24%28id%29/~root/..%60x%60", api_url="http://gate.acme.dev/-x/%27%22/",
+    dict(ui_url="https://spinnaker.acme.dev:8443/%24%28id%29/~root/..%60x%60", api_url="http://gate-1.acme.dev:65535",
          kube_path="/tmp/$(touch pwned)/`id`; 'q\" *.kubeconfig", kube_context="ctx; rm -rf / $(id) 'q\" `b` #c",
          secret_key="-rf", storage_location="-us-", root_folder="-x.", subscription="s~+%._-$(x)".replace("$(x)", "x")),
-    dict(ui_url="https://a.b/%", api_url="https://a.b:1/~/%/-", kube_path="~/.kube/conf ig",
+    dict(ui_url="https://a.b/%", api_url="https://a.b/gate/", kube_path="~/.kube/conf ig",
          kube_context="user@cluster:6443/ns|x&y", secret_key=".hidden", storage_location="EU", root_folder="_",
          subscription="Sub%2B~"),
-    dict(ui_url="http://x", api_url="https://x.y/a.b_c~d%e-f/", kube_path="--kubeconfig=/x;y", kube_context="--help \\",
+    dict(ui_url="http://x", api_url="https://x-.y", kube_path="--kubeconfig=/x;y", kube_context="--help \\",
          secret_key="a..b", storage_location="us-central1", root_folder="..a", subscription="abc"),
 ]
 
@@ -355,7 +356,8 @@ def test_unusual_values_stay_single_arguments_in_configure_sh(tmp_path, values):
                         "--ack-deadline-seconds", "60"]]
         onprem = [a for a in _argv(calls, "config", "provider", "kubernetes", "account", verb) if a[6] == "onprem"]
         assert onprem == [["hal", "config", "provider", "kubernetes", "account", verb, "onprem", "--kubeconfig-file",
-                           "${KUBECONFIG_DIR}/onprem.kubeconfig", "--context", "onprem", "--namespaces", "apps"]]
+                           "${KUBECONFIG_DIR}/onprem.kubeconfig", "--context", "onprem", "--namespaces", "apps",
+                           "--cache-interval-seconds", "30"]]
     # The operator's kubeconfig stays on the operator's machine: neither its path nor its context is in the script.
     assert values["kube_path"] not in script and values["kube_context"] not in script
     # Nothing but hal lines, spinboot's helpers and its install lines run: no stray command word from a value.

@@ -104,6 +104,11 @@ class Autoscaling(Model):
 
 class NodePool(Model):
     name: ClusterName = Field("spinnaker-pool", description="Node pool name.")
+    service_account: ServiceAccountId = Field(
+        "spinnaker-nodes",
+        description="ID of the Google service account the nodes run as, created with only "
+                    "roles/container.defaultNodeServiceAccount (not Compute Engine's default service account, which "
+                    "holds Editor). Fixed when the pool is created.")
     machine_type: MachineType = Field(
         "e2-highmem-4",
         description="Machine type. High-memory: clouddriver runs out of memory on standard nodes without failing a "
@@ -137,6 +142,13 @@ class Cluster(Model):
     private_nodes: bool = Field(False, description="Nodes get internal IP addresses only.")
     master_ipv4_cidr_block: Cidr | None = Field(
         None, description="A /28 for the control plane's private endpoint; required when privateNodes is true.")
+    egress: Literal["cloud-nat", "none"] | None = Field(
+        None,
+        description="How private nodes reach the internet, required with privateNodes: true. Spinnaker's images come "
+                    "from ghcr.io and Halyard's Redis from Docker Hub, so nodes without a route out cannot pull them. "
+                    "cloud-nat: the cluster's network has a Cloud Router with Cloud NAT in the cluster's region (spinboot "
+                    "does not create it: see docs/configuration.md); none: every image is mirrored into a registry "
+                    "the nodes reach privately (Artifact Registry through Private Google Access).")
     authorized_networks: list[AuthorizedNetwork] = Field(
         default_factory=list, description="Networks allowed to reach the control plane. Empty: authorized networks off.")
     labels: dict[LabelKey, LabelValue] = Field(default_factory=dict, description="Resource labels on the cluster.")
@@ -171,7 +183,10 @@ class Iap(Model):
 
 class Exposure(Model):
     ui_url: Url = Field(description="URL users open for Deck (hal config security ui edit --override-base-url).")
-    api_url: Url = Field(description="URL of Gate (hal config security api edit --override-base-url).")
+    api_url: Url = Field(
+        description="URL of Gate (hal config security api edit --override-base-url): a host of its own "
+                    "(https://api.example.com), or the UI's host with the path /gate (https://spinnaker.example.com/gate), "
+                    "which Deck's own web server forwards to Gate.")
     behind_google_load_balancer: bool = Field(
         True, description="Gate sits behind Google's HTTPS load balancer: trust its forwarded headers.")
     trusted_proxies: list[Cidr] = Field(
@@ -302,14 +317,19 @@ class Subscription(Model):
 
 class Registry(Model):
     name: AccountName = Field(description="Spinnaker name of this registry (docker-registry account and subscription).")
-    project: ProjectId = Field(description="Project whose gcr topic announces pushes (projects/P/topics/gcr).")
+    project: ProjectId | None = Field(
+        None, description="Google registries: the project whose gcr topic announces pushes (projects/P/topics/gcr), "
+                          "which is the project every listed repository lives in. Other registries publish no "
+                          "Pub/Sub messages: leave it out.")
     address: Hostname = Field(description="Registry host, e.g. us-docker.pkg.dev or gcr.io.")
     repositories: list[Repository] = Field(
         default_factory=list, description="Repositories to index, listed explicitly (no catalog crawling).")
     cache_interval_seconds: int = Field(
         600, ge=30, le=86400,
         description="How often clouddriver polls the registry. Google's registries answer fast polling with 429s.")
-    subscription: Subscription = Field(default_factory=Subscription, description="The Pub/Sub subscription for Spinnaker.")
+    subscription: Subscription = Field(
+        default_factory=Subscription,
+        description="The Pub/Sub subscription for Spinnaker (Google registries only; it never expires).")
     docker_registry_account: bool = Field(
         True, description="Also add a docker-registry account (needs repositories).")
 
@@ -330,6 +350,16 @@ class SpinbootConfig(Model):
     @property
     def workload_pool(self) -> str:
         return f"{self.project}.svc.id.goog"
+
+    @property
+    def node_service_account_email(self) -> str:
+        return f"{self.cluster.node_pool.service_account}@{self.project}.iam.gserviceaccount.com"
+
+    @property
+    def push_registries(self) -> list[Registry]:
+        """Registries whose pushes Google publishes to a gcr topic (Container Registry and Artifact Registry):
+        only these get a subscription (https://cloud.google.com/artifact-registry/docs/configure-notifications)."""
+        return [r for r in self.registries if r.project and names.is_google_registry(r.address)]
 
     @property
     def storage_project(self) -> str:

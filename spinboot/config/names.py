@@ -85,6 +85,36 @@ def is_google_registry(address: str) -> bool:
     return any(host == s or host.endswith("." + s) or host.endswith("-" + s) for s in GOOGLE_REGISTRY_SUFFIXES)
 
 
+# Artifact Registry serves the gcr.io hosts from repositories named after the host, in these multi-regions
+# (https://cloud.google.com/artifact-registry/docs/transition/gcr-repositories).
+GCR_HOST_LOCATIONS = {"gcr.io": "us", "us.gcr.io": "us", "eu.gcr.io": "europe", "asia.gcr.io": "asia"}
+_PKG_DEV = re.compile(r"([a-z0-9-]+)-docker\.pkg\.dev")
+
+
+def artifact_registry_repository(address: str, repository: str) -> tuple[str | None, str]:
+    """(Artifact Registry repository resource, problem) for an image path on a Google registry.
+
+    ``LOCATION-docker.pkg.dev`` + ``PROJECT/REPOSITORY/IMAGE`` is
+    ``projects/PROJECT/locations/LOCATION/repositories/REPOSITORY``; ``gcr.io`` + ``PROJECT/IMAGE`` is the
+    ``gcr.io`` repository of PROJECT (https://cloud.google.com/artifact-registry/docs/docker/names). The project is
+    also the one whose ``gcr`` topic announces the image's pushes.
+    """
+    host = address.split(":", 1)[0]
+    parts = repository.split("/")
+    m = _PKG_DEV.fullmatch(host)
+    if m:
+        if len(parts) < 3:
+            return None, (f"{repository!r} is not an Artifact Registry image path on {host} (allowed: "
+                          "PROJECT/REPOSITORY/IMAGE, e.g. acme-platform/acme/tasks)")
+        return f"projects/{parts[0]}/locations/{m[1]}/repositories/{parts[1]}", ""
+    if host in GCR_HOST_LOCATIONS:
+        if len(parts) < 2:
+            return None, f"{repository!r} is not an image path on {host} (allowed: PROJECT/IMAGE, e.g. acme-platform/tasks)"
+        return f"projects/{parts[0]}/locations/{GCR_HOST_LOCATIONS[host]}/repositories/{host}", ""
+    return None, (f"{host} is not an Artifact Registry host spinboot knows (allowed: LOCATION-docker.pkg.dev, "
+                  f"{', '.join(GCR_HOST_LOCATIONS)})")
+
+
 def project_id_problem(value: str) -> str | None:
     allowed = ("6 to 30 characters: lowercase letters, digits and '-', starting with a letter, not ending with '-', "
                "not containing 'google'")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from urllib.parse import urlsplit
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
@@ -51,8 +52,23 @@ def check_rules(cfg: SpinbootConfig, pos: "_Positions") -> list["Problem"]:
                                              "(allowed: add cluster.masterIpv4CidrBlock, a /28 such as 172.16.0.32/28)")
         elif ipaddress.ip_network(c.master_ipv4_cidr_block).prefixlen != 28:
             err(("cluster", "masterIpv4CidrBlock"), f"{c.master_ipv4_cidr_block!r} is not a /28 (allowed: a /28 block)")
-    elif c.master_ipv4_cidr_block is not None:
-        err(("cluster", "masterIpv4CidrBlock"), "set only with privateNodes: true (allowed: remove it, or set privateNodes)")
+        if c.egress is None:
+            err(("cluster", "privateNodes"),
+                "privateNodes is true but cluster.egress is not set: private nodes have no route to ghcr.io (Spinnaker's "
+                "images) or Docker Hub (Halyard's Redis) and every pod would stay in ImagePullBackOff (allowed: "
+                "egress: cloud-nat when the network has Cloud NAT in this region, or egress: none when every image "
+                "is mirrored into a registry reached through Private Google Access)")
+        elif c.egress == "none":
+            warn(("cluster", "egress"),
+                 "egress: none: Spinnaker's images (ghcr.io/spinnaker) and Redis must be mirrored into a registry the "
+                 "nodes reach privately, or pods will not start (allowed; make sure the mirror exists)")
+    else:
+        if c.master_ipv4_cidr_block is not None:
+            err(("cluster", "masterIpv4CidrBlock"),
+                "set only with privateNodes: true (allowed: remove it, or set privateNodes)")
+        if c.egress is not None:
+            err(("cluster", "egress"), "set only with privateNodes: true: public nodes reach the internet themselves "
+                                       "(allowed: remove it, or set privateNodes)")
     seen_net: dict[str, int] = {}
     for i, net in enumerate(c.authorized_networks):
         if net.cidr in seen_net:
@@ -91,6 +107,18 @@ def check_rules(cfg: SpinbootConfig, pos: "_Positions") -> list["Problem"]:
              f"{image} comes from the frozen community registry; {s.version} images are on {names.GHCR} "
              f"(recommended: {names.default_halyard_image(s.version)})")
     e = s.exposure
+    api, ui = urlsplit(e.api_url), urlsplit(e.ui_url)
+    if api.path.rstrip("/"):
+        # Deck's web server forwards only /gate to Gate (its API_HOST); any other path reaches Deck itself.
+        if api.path.rstrip("/") != "/gate":
+            err(("spinnaker", "exposure", "apiUrl"),
+                f"{e.api_url}: Gate's URL may carry no path but /gate (Deck forwards /gate to Gate; any other path "
+                "would reach Deck itself) (allowed: a host of its own such as https://api.example.com, or "
+                f"{ui.scheme}://{ui.netloc}/gate)")
+        elif (api.scheme, api.netloc) != (ui.scheme, ui.netloc):
+            err(("spinnaker", "exposure", "apiUrl"),
+                f"{e.api_url}: a /gate path works only on the UI's own host, where Deck forwards it to Gate "
+                f"(allowed: {ui.scheme}://{ui.netloc}/gate, or {api.scheme}://{api.netloc} with no path)")
     if e.iap and not e.behind_google_load_balancer:
         err(("spinnaker", "exposure", "iap"), "IAP works only behind Google's load balancer "
                                               "(allowed: set behindGoogleLoadBalancer: true, or remove iap)")
@@ -159,18 +187,45 @@ def check_rules(cfg: SpinbootConfig, pos: "_Positions") -> list["Problem"]:
     # --- registries ---------------------------------------------------------------------------------------------
     subs: dict[tuple[str, str], int] = {}
     for i, r in enumerate(cfg.registries):
-        key = (r.project, r.subscription.name)
-        if key in subs:
-            err(("registries", i, "subscription", "name"),
-                f"subscription {r.subscription.name!r} in project {r.project!r} is already used by "
-                f"registries[{subs[key]}] (allowed: one subscription name per project)")
-        subs.setdefault(key, i)
+        google = names.is_google_registry(r.address)
+        if not google:
+            # Only Google's registries publish pushes to a gcr topic; a subscription elsewhere would never fire.
+            for key in ("project", "subscription"):
+                if key in r.model_fields_set:
+                    err(("registries", i, key),
+                        f"{r.address} is not a Google registry: nothing publishes its pushes to Pub/Sub, so a "
+                        "subscription would never deliver a trigger (allowed: leave project and subscription out; "
+                        "trigger pipelines from the registry's webhook instead)")
+        elif r.project is None:
+            err(("registries", i, "project"),
+                f"{r.address} publishes pushes to projects/PROJECT/topics/gcr of the project that holds the "
+                "repositories, and Spinnaker needs a subscription there (allowed: the project of the listed "
+                "repositories, e.g. acme-platform)")
+        else:
+            key = (r.project, r.subscription.name)
+            if key in subs:
+                err(("registries", i, "subscription", "name"),
+                    f"subscription {r.subscription.name!r} in project {r.project!r} is already used by "
+                    f"registries[{subs[key]}] (allowed: one subscription name per project)")
+            subs.setdefault(key, i)
+        if google:
+            for j, repo in enumerate(r.repositories):
+                resource, problem = names.artifact_registry_repository(r.address, repo)
+                if problem:
+                    err(("registries", i, "repositories", j), problem)
+                elif r.project and not resource.startswith(f"projects/{r.project}/"):
+                    other = resource.split("/")[1]
+                    err(("registries", i, "repositories", j),
+                        f"{repo} lives in project {other!r}, whose pushes are announced on projects/{other}/topics/gcr,"
+                        f" not on projects/{r.project}/topics/gcr: Spinnaker would never hear of them (allowed: "
+                        f"repositories of project {r.project!r} here; add a registries entry with project: {other} "
+                        "for this one)")
         if r.docker_registry_account and not r.repositories:
             err(("registries", i, "repositories"),
                 "a docker-registry account needs its repositories listed explicitly: crawling the catalog of a "
                 "Google registry earns HTTP 429s (allowed: e.g. repositories: [acme/tasks], or "
                 "dockerRegistryAccount: false for triggers only)")
-        if names.is_google_registry(r.address) and r.cache_interval_seconds < 300:
+        if google and r.cache_interval_seconds < 300:
             warn(("registries", i, "cacheIntervalSeconds"),
                  f"{r.cache_interval_seconds} s polls {r.address} often enough to earn HTTP 429s, after which even "
                  "image pulls fail (allowed; recommended: 600, with Pub/Sub triggers for new images)")
