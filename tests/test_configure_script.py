@@ -86,6 +86,9 @@ def test_configure_sh_configures_reruns_and_prunes(tmp_path):
 """, "").replace("namespaces: [prod, dev]", "namespaces: [prod]")
     third = run_script(home, render_all(load_config_bytes(text.encode(), "f").config))
     assert "removing kubernetes-account platform-lab" in third.stdout
+    # Its credential leaves ~/.hal with it; the current target's stays.
+    assert not (home / ".hal/spinboot/kubeconfigs/platform-lab.kubeconfig").exists()
+    assert (home / ".hal/spinboot/kubeconfigs/platform.kubeconfig").exists()
     cfg = halconfig(home)
     assert names(cfg["providers"]["kubernetes"]["accounts"]) == ["manual", "platform", "spinnaker-install"]
     platform = next(a for a in cfg["providers"]["kubernetes"]["accounts"] if a["name"] == "platform")

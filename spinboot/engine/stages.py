@@ -1,13 +1,14 @@
 """The stages of `spinboot apply` and `plan`, as steps of a dependency graph.
 
-    iam:service-account ─┬─ pubsub ──────────────────────────┐
-                         ├─ storage ─────────────────────────┤
-                         └──────────┐                        │
-    cluster ───────────── iam:workload-identity ─────────── halyard
-    rbac:<target> (one per target, in parallel) ─────────────┘
+    iam:service-accounts ─┬─ pubsub ─────────────────────────────┐
+                          ├─ storage ────────────────────────────┤
+                          ├─ registry-access ────────────────────┤
+                          └─ cluster ── iam:workload-identity ── halyard
+    rbac:<target> (one per target, in parallel) ─────────────────┘
 
-Pub/Sub, IAM, storage and every target's RBAC proceed while the cluster is being created; Halyard waits only for
-what it needs (echo needs its subscriptions before it starts; Halyard needs the target kubeconfigs).
+Pub/Sub, IAM, storage, registry access and every target's RBAC proceed while the cluster is being created; Halyard
+waits only for what it needs (echo needs its subscriptions before it starts; Halyard validates registry accounts by
+reading them; Halyard needs the target kubeconfigs).
 """
 
 from __future__ import annotations
@@ -18,14 +19,14 @@ from typing import Callable
 
 from ..changes import Change
 from ..config.model import SpinbootConfig, Target
-from ..gcp import gke, iam as gcp_iam, pubsub as gcp_pubsub, storage as gcp_storage
+from ..gcp import artifactregistry as gcp_ar, gke, iam as gcp_iam, pubsub as gcp_pubsub, storage as gcp_storage
 from ..gcp.clients import GoogleClients
 from ..kube import access
 from ..kube.halyard import apply_halyard
 from ..kube.resources import Kube, KubeError
 from ..kube.targets import apply_target
 from ..render import render_all
-from ..render.gcp import iam_spec
+from ..render.gcp import bindings_for, iam_spec
 from .graph import Step, StepContext
 
 STAGES = ("cluster", "rbac", "pubsub", "halyard")
@@ -71,12 +72,27 @@ class Stages:
 
     # --- steps ------------------------------------------------------------------------------------------------
 
-    def service_account(self, ctx: StepContext) -> list[Change]:
-        ch = gcp_iam.ensure_service_account(self.clients.iam, self.cfg, self.opts.dry_run)
-        if ch.action == "create" and not self.opts.dry_run:
-            gcp_iam.wait_for_service_account(
-                self.clients.iam, f"projects/{self.cfg.project}/serviceAccounts/{self.cfg.service_account_email}")
-        return [ch]
+    def service_accounts(self, with_nodes: bool) -> Callable[[StepContext], list[Change]]:
+        """Spinnaker's Google service account and, when the cluster is in scope, the nodes' minimal one with its
+        single project role (it must exist before the node pool that runs as it)."""
+        def run(ctx: StepContext) -> list[Change]:
+            spec = iam_spec(self.cfg)
+            accounts = [spec["serviceAccount"]] + ([spec["nodeServiceAccount"]] if with_nodes else [])
+            changes = []
+            for sa in accounts:
+                ch = gcp_iam.ensure_service_account(self.clients.iam, sa, self.opts.dry_run)
+                if ch.action == "create" and not self.opts.dry_run:
+                    gcp_iam.wait_for_service_account(self.clients.iam,
+                                                     f"projects/{sa['project']}/serviceAccounts/{sa['email']}")
+                changes.append(ch)
+            if with_nodes:
+                changes += gcp_iam.ensure_bindings(lambda res: gcp_iam.GrpcPolicy(self.clients.projects, res),
+                                                   bindings_for(self.cfg, "resourcemanager"), self.opts.dry_run)
+            return changes
+        return run
+
+    def registry_access(self, ctx: StepContext) -> list[Change]:
+        return gcp_ar.ensure_registry_access(self.clients.artifact_registry, self.cfg, self.opts.dry_run)
 
     def pubsub(self, ctx: StepContext) -> list[Change]:
         changes = gcp_pubsub.ensure_pubsub(self.clients.publisher, self.clients.subscriber, self.cfg, self.opts.dry_run)
@@ -112,11 +128,8 @@ class Stages:
         return changes
 
     def workload_identity(self, ctx: StepContext) -> list[Change]:
-        spec = iam_spec(self.cfg)
-        binding = next(b for b in spec["bindings"] if b["role"] == "roles/iam.workloadIdentityUser")
-        store = gcp_iam.GrpcPolicy(self.clients.iam, binding["resource"])
-        return [gcp_iam.ensure_binding(store, binding["resource"], binding["role"], binding["members"],
-                                       self.opts.dry_run)]
+        return gcp_iam.ensure_bindings(lambda res: gcp_iam.GrpcPolicy(self.clients.iam, res),
+                                       bindings_for(self.cfg, "iam"), self.opts.dry_run)
 
     def rbac(self, t: Target) -> Callable[[StepContext], list[Change]]:
         def run(ctx: StepContext) -> list[Change]:
@@ -187,24 +200,29 @@ class Stages:
 
     def steps(self, stages: tuple[str, ...] = STAGES) -> list[Step]:
         out: list[Step] = []
-        want_sa = {"pubsub", "halyard"} & set(stages)
-        if want_sa:
-            out.append(Step("iam:service-account", "Spinnaker's Google service account", self.service_account))
-        if "pubsub" in stages and self.cfg.registries:
-            out.append(Step("pubsub", "Pub/Sub topics, subscriptions and IAM", self.pubsub, ("iam:service-account",)))
+        sa = "iam:service-accounts"
+        if {"pubsub", "halyard", "cluster"} & set(stages):
+            out.append(Step(sa, "Google service accounts (Spinnaker's, the nodes')",
+                            self.service_accounts(with_nodes="cluster" in stages)))
+        if "pubsub" in stages and self.cfg.push_registries:
+            out.append(Step("pubsub", "Pub/Sub topics, subscriptions and IAM", self.pubsub, (sa,)))
         if "cluster" in stages:
-            out.append(Step("cluster", f"GKE cluster {self.cfg.cluster.name}", self.cluster))
+            # The node pool runs as the nodes' service account, so it must exist first.
+            out.append(Step("cluster", f"GKE cluster {self.cfg.cluster.name}", self.cluster, (sa,)))
         rbac = self.rbac_steps() if "rbac" in stages else []
         out += rbac
         if "halyard" in stages:
-            out.append(Step("storage", f"GCS bucket {self.cfg.spinnaker.storage.bucket}", self.storage,
-                            ("iam:service-account",)))
-            deps = ["iam:service-account"]
+            out.append(Step("storage", f"GCS bucket {self.cfg.spinnaker.storage.bucket}", self.storage, (sa,)))
+            deps = [sa, "storage"]
+            if bindings_for(self.cfg, "artifactregistry"):
+                # Halyard validates docker-registry accounts by reading the registry as Spinnaker.
+                out.append(Step("registry-access", "Artifact Registry read access", self.registry_access, (sa,)))
+                deps.append("registry-access")
             if "cluster" in stages:
                 out.append(Step("iam:workload-identity", "Workload Identity for Spinnaker's pods", self.workload_identity,
-                                ("iam:service-account", "cluster")))
+                                (sa, "cluster")))
                 deps += ["cluster", "iam:workload-identity"]
-            deps += ["storage"] + [s.name for s in rbac] + (["pubsub"] if any(s.name == "pubsub" for s in out) else [])
+            deps += [s.name for s in rbac] + (["pubsub"] if any(s.name == "pubsub" for s in out) else [])
             out.append(Step("halyard", "Halyard and Spinnaker", self.halyard, tuple(deps)))
         return out
 

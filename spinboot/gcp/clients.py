@@ -105,6 +105,25 @@ class GoogleClients:
         return resourcemanager_v3.ProjectsClient(credentials=self.credentials)
 
     @cached_property
+    def artifact_registry(self):
+        from google.cloud import artifactregistry_v1
+        from google.cloud.artifactregistry_v1.services.artifact_registry.transports import ArtifactRegistryGrpcTransport
+
+        if self.sandbox:
+            return artifactregistry_v1.ArtifactRegistryClient(
+                transport=ArtifactRegistryGrpcTransport(channel=self._channel()))
+        return artifactregistry_v1.ArtifactRegistryClient(credentials=self.credentials)
+
+    @cached_property
+    def troubleshooter(self):
+        from google.cloud import policytroubleshooter_v1
+        from google.cloud.policytroubleshooter_v1.services.iam_checker.transports import IamCheckerGrpcTransport
+
+        if self.sandbox:
+            return policytroubleshooter_v1.IamCheckerClient(transport=IamCheckerGrpcTransport(channel=self._channel()))
+        return policytroubleshooter_v1.IamCheckerClient(credentials=self.credentials)
+
+    @cached_property
     def publisher(self):
         from google.cloud import pubsub_v1
 

@@ -115,6 +115,13 @@ def _wait_running_operations(container, cfg: SpinbootConfig, progress) -> None:
                            f"waiting for running operation {op.operation_type.name.lower()}", progress)
 
 
+def _private_nodes(cluster: container_v1.Cluster) -> bool:
+    """Clusters made before networkConfig.defaultEnablePrivateNodes carry the deprecated privateClusterConfig
+    field; either one means private nodes."""
+    return bool(cluster.network_config.default_enable_private_nodes
+                or cluster.private_cluster_config.enable_private_nodes)
+
+
 def _networks(cluster: container_v1.Cluster) -> tuple[bool, list[tuple[str, str]]]:
     cfg = cluster.master_authorized_networks_config
     return bool(cfg.enabled), sorted((b.display_name, b.cidr_block) for b in cfg.cidr_blocks)
@@ -175,7 +182,7 @@ def ensure_cluster(container, cfg: SpinbootConfig, dry_run: bool = False,
     if live.release_channel.channel != want.release_channel.channel:
         update(f"release channel {container_v1.ReleaseChannel.Channel(want.release_channel.channel).name}",
                container_v1.ClusterUpdate(desired_release_channel=want.release_channel))
-    if bool(live.private_cluster_config.enable_private_nodes) != bool(want.private_cluster_config.enable_private_nodes):
+    if _private_nodes(live) != _private_nodes(want):
         changes.append(Change("blocked", kind, cfg.cluster.name, detail=(
             "privateNodes cannot change in place on this cluster: build a new cluster (new cluster.name) and "
             "restore into it (see docs/runbook.md), or set privateNodes back")))
@@ -214,6 +221,9 @@ def _ensure_pool(container, cfg, live: container_v1.Cluster, dry_run, node_count
         blocked.append(f"machine type {pool.config.machine_type} → {want.config.machine_type}")
     if pool.config.disk_size_gb != want.config.disk_size_gb:
         blocked.append(f"disk {pool.config.disk_size_gb} → {want.config.disk_size_gb} GB")
+    if pool.config.service_account != want.config.service_account:
+        blocked.append(f"node service account {pool.config.service_account or 'default'} → "
+                       f"{want.config.service_account}")
     if blocked:
         out.append(Change("blocked", kind, want.name, detail=(
             "; ".join(blocked) + " cannot change in place: set cluster.nodePool.name to a new name so spinboot "

@@ -14,7 +14,6 @@ from google.api_core import exceptions
 from google.iam.v1 import policy_pb2
 
 from ..changes import Change
-from ..config.model import SpinbootConfig
 from .retry import RETRY, is_transient
 
 CONFLICT_ATTEMPTS = 8
@@ -114,11 +113,13 @@ def ensure_binding(store: PolicyStore, resource: str, role: str, members: list[s
     raise IamError(f"{name}: the policy kept changing under us ({CONFLICT_ATTEMPTS} attempts); re-run apply")
 
 
-def ensure_service_account(iam, cfg: SpinbootConfig, dry_run: bool = False) -> Change:
+def ensure_service_account(iam, spec: dict, dry_run: bool = False) -> Change:
+    """A Google service account as ``iam_spec`` describes it (``project``, ``accountId``, ``email``,
+    ``displayName``)."""
     from google.cloud import iam_admin_v1
 
-    email = cfg.service_account_email
-    name = f"projects/{cfg.project}/serviceAccounts/{email}"
+    email = spec["email"]
+    name = f"projects/{spec['project']}/serviceAccounts/{email}"
     try:
         iam.get_service_account(name=name, retry=RETRY)
         return Change("unchanged", "Google service account", email)
@@ -127,11 +128,17 @@ def ensure_service_account(iam, cfg: SpinbootConfig, dry_run: bool = False) -> C
     if not dry_run:
         try:
             iam.create_service_account(request=iam_admin_v1.CreateServiceAccountRequest(
-                name=f"projects/{cfg.project}", account_id=cfg.spinnaker.service_account,
-                service_account=iam_admin_v1.ServiceAccount(display_name="Spinnaker (managed by spinboot)")), retry=RETRY)
+                name=f"projects/{spec['project']}", account_id=spec["accountId"],
+                service_account=iam_admin_v1.ServiceAccount(display_name=spec["displayName"])), retry=RETRY)
         except exceptions.AlreadyExists:
             pass
     return Change("create", "Google service account", email)
+
+
+def ensure_bindings(store_for: Callable[[str], PolicyStore], bindings: list[dict], dry_run: bool = False) -> list[Change]:
+    """Apply ``iam_spec`` bindings (``resource``, ``role``, ``members``) through each resource's policy store."""
+    return [ensure_binding(store_for(b["resource"]), b["resource"], b["role"], b["members"], dry_run)
+            for b in bindings]
 
 
 def wait_for_service_account(iam, name: str, timeout: float = 60, sleep: Callable[[float], None] = time.sleep) -> None:

@@ -17,7 +17,8 @@ from google.protobuf import duration_pb2, field_mask_pb2
 from ..changes import Change
 from ..config.model import Registry, SpinbootConfig
 from ..render.gcp import GCR_TOPIC
-from .iam import GrpcPolicy, ensure_binding
+from ..render.gcp import bindings_for
+from .iam import GrpcPolicy, ensure_bindings
 from .retry import RETRY
 
 
@@ -49,6 +50,20 @@ def ensure_topic(publisher, project: str, dry_run: bool = False) -> Change:
     return Change("create", "Pub/Sub topic", path)
 
 
+# An expiration policy without a ttl: the subscription never expires. Without one, Pub/Sub deletes a subscription
+# after 31 days without subscriber activity, and echo never re-creates or retries it
+# (https://cloud.google.com/pubsub/docs/subscription-properties#expiration_period).
+NEVER_EXPIRE = {"ttl": None}
+
+
+def _expiry_seconds(live) -> int | None:
+    """Seconds of inactivity after which the live subscription is deleted, or None when it never expires."""
+    pb = type(live).pb(live)
+    if not pb.HasField("expiration_policy") or not pb.expiration_policy.HasField("ttl"):
+        return None
+    return int(pb.expiration_policy.ttl.seconds) or None
+
+
 def ensure_subscription(subscriber, r: Registry, dry_run: bool = False) -> Change:
     path = subscription_path(r)
     want_retention = r.subscription.message_retention_seconds
@@ -63,6 +78,7 @@ def ensure_subscription(subscriber, r: Registry, dry_run: bool = False) -> Chang
                     "name": path, "topic": topic_path(r.project),
                     "ack_deadline_seconds": r.subscription.ack_deadline_seconds,
                     "message_retention_duration": duration_pb2.Duration(seconds=want_retention),
+                    "expiration_policy": NEVER_EXPIRE,
                     "labels": {"managed-by": "spinboot", "spinnaker-account": r.name},
                 }, retry=RETRY)
             except exceptions.AlreadyExists:
@@ -81,13 +97,18 @@ def ensure_subscription(subscriber, r: Registry, dry_run: bool = False) -> Chang
     if live_retention is not None and int(live_retention) != want_retention:
         drift.append(f"retention {int(live_retention)} → {want_retention} s")
         paths.append("message_retention_duration")
+    ttl = _expiry_seconds(live)
+    if ttl is not None:
+        drift.append(f"expires after {ttl // 86400} idle days → never")
+        paths.append("expiration_policy")
     if not drift:
         return Change("unchanged", "Pub/Sub subscription", path)
     if not dry_run:
         subscriber.update_subscription(request={
             "subscription": {"name": path, "topic": live.topic,
                              "ack_deadline_seconds": r.subscription.ack_deadline_seconds,
-                             "message_retention_duration": duration_pb2.Duration(seconds=want_retention)},
+                             "message_retention_duration": duration_pb2.Duration(seconds=want_retention),
+                             "expiration_policy": NEVER_EXPIRE},
             "update_mask": field_mask_pb2.FieldMask(paths=paths),
         }, retry=RETRY)
     return Change("update", "Pub/Sub subscription", path, detail=", ".join(drift))
@@ -95,13 +116,12 @@ def ensure_subscription(subscriber, r: Registry, dry_run: bool = False) -> Chang
 
 def ensure_pubsub(publisher, subscriber, cfg: SpinbootConfig, dry_run: bool = False) -> list[Change]:
     changes: list[Change] = []
-    for project in sorted({r.project for r in cfg.registries}):
+    for project in sorted({r.project for r in cfg.push_registries}):
         changes.append(ensure_topic(publisher, project, dry_run))
-    member = f"serviceAccount:{cfg.service_account_email}"
-    for r in cfg.registries:
+    for r in cfg.push_registries:
         changes.append(ensure_subscription(subscriber, r, dry_run))
-        changes.append(ensure_binding(GrpcPolicy(subscriber, subscription_path(r)), subscription_path(r),
-                                      "roles/pubsub.subscriber", [member], dry_run, kind="IAM binding"))
+        changes += ensure_bindings(lambda resource: GrpcPolicy(subscriber, resource),
+                                   bindings_for(cfg, "pubsub", subscription_path(r)), dry_run)
     return changes
 
 

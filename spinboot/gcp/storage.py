@@ -1,5 +1,5 @@
 """front50's bucket: created with uniform bucket-level access and versioning (so a bad write can be undone), and
-Spinnaker's service account may manage objects in it, nothing more. An existing bucket is adopted as it is."""
+Spinnaker's service account may read the bucket and manage objects in it, nothing more. An existing bucket is adopted as it is."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from google.api_core import exceptions
 
 from ..changes import Change
 from ..config.model import SpinbootConfig
-from .iam import BucketPolicy, ensure_binding
+from ..render.gcp import bindings_for
+from .iam import BucketPolicy, ensure_bindings
 
 
 class StorageError(Exception):
@@ -48,7 +49,7 @@ def ensure_bucket(storage, cfg: SpinbootConfig, dry_run: bool = False,
                 storage.create_bucket(bucket, project=cfg.storage_project, location=st.location)
             except exceptions.Conflict:  # an earlier, interrupted run made it, or another project owns the name
                 _check_owner(storage.get_bucket(st.bucket), cfg, project_number)
-    member = f"serviceAccount:{cfg.service_account_email}"
-    binding = ensure_binding(BucketPolicy(storage, st.bucket), f"projects/_/buckets/{st.bucket}",
-                             "roles/storage.objectAdmin", [member], dry_run=dry_run)
-    return [change, binding]
+    # Every grant iam_spec lists on the bucket (front50 needs objectAdmin and legacyBucketReader).
+    policy = BucketPolicy(storage, st.bucket)
+    return [change] + ensure_bindings(lambda _resource: policy,
+                                      bindings_for(cfg, "storage", f"projects/_/buckets/{st.bucket}"), dry_run)

@@ -27,11 +27,11 @@ class HalyardEngine:
 
     def render(self, cfg: SpinbootConfig) -> dict[str, bytes]:
         files = {
-            "halconfig/configure.sh": render_configure_sh(cfg),
             "halconfig/profiles/gate-local.yml": gate_local(cfg),
             "halconfig/profiles/clouddriver-local.yml": clouddriver_local(cfg),
         }
         files.update({f"halconfig/service-settings/{n}": b for n, b in service_settings(cfg).items()})
+        files["halconfig/configure.sh"] = render_configure_sh(cfg, files)
         files.update(render_halyard(cfg))
         return files
 

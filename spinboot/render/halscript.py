@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from ..config import names
 from ..config.model import SpinbootConfig
 from . import pod_paths
-from .profiles import WORKLOAD_IDENTITY_SERVICES
 
 
 class Raw(str):
@@ -136,14 +135,29 @@ class Script:
 ALL_KINDS = [K8S, DOCKER, PUBSUB, GCS_ARTIFACT, GITHUB_ARTIFACT]
 
 
+# Prints an access token for the pod's Google service account, from the GKE metadata server, with python3 alone
+# (both the Halyard and the clouddriver image have it). GCE_METADATA_HOST, honoured as google-auth honours it,
+# lets a test point it elsewhere. It holds no "$": clouddriver binds the command from Spring configuration, where
+# "${...}" would be read as a property placeholder.
+METADATA_TOKEN_COMMAND = (
+    "python3 -c 'import json, os, urllib.request as u; "
+    "h = os.environ.get(\"GCE_METADATA_HOST\", \"metadata.google.internal\"); "
+    "r = u.Request(\"http://\" + h + \"/computeMetadata/v1/instance/service-accounts/default/token\", "
+    "headers={\"Metadata-Flavor\": \"Google\"}); "
+    "print(json.load(u.urlopen(r, timeout=10))[\"access_token\"])'"
+)
+# clouddriver's default Kubernetes account cache interval; passed explicitly so that removing the setting from
+# spinboot.yaml resets it (an `account edit` keeps every value it is not given).
+CLOUDDRIVER_CACHE_INTERVAL_SECONDS = 30
+
+
 def _target_flags(t) -> list[tuple[str, object]]:
     flags: list[tuple[str, object]] = [
         ("--kubeconfig-file", under("KUBECONFIG_DIR", pod_paths.kubeconfig_file(t.name))),
         ("--context", pod_paths.kubeconfig_context(t.name)),
         ("--namespaces", ",".join(t.namespaces)),
+        ("--cache-interval-seconds", t.cache_interval_seconds or CLOUDDRIVER_CACHE_INTERVAL_SECONDS),
     ]
-    if t.cache_interval_seconds is not None:
-        flags.append(("--cache-interval-seconds", t.cache_interval_seconds))
     return flags
 
 
@@ -157,13 +171,15 @@ def _registry_flags(r) -> list[tuple[str, object]]:
         ("--sort-tags-by-date", False),
     ]
     if names.is_google_registry(r.address):
-        # clouddriver's image ships gcloud; with Workload Identity it prints a short-lived token for Spinnaker's
-        # Google service account. No JSON key (https://spinnaker.io/docs/setup/install/providers/docker-registry/).
-        flags += [("--username", "oauth2accesstoken"), ("--password-command", "gcloud auth print-access-token")]
+        # A short-lived token for Spinnaker's Google service account (Workload Identity), no JSON key. Halyard runs
+        # the command itself to validate the account (in the Halyard image, which has no gcloud) and clouddriver
+        # runs it at every poll, both as `bash -c` (docs/spinnaker-contract.md), so it must work in both images.
+        flags += [("--username", "oauth2accesstoken"), ("--password-command", METADATA_TOKEN_COMMAND)]
     return flags
 
 
-def render_configure_sh(cfg: SpinbootConfig) -> bytes:
+def render_configure_sh(cfg: SpinbootConfig, files: dict[str, bytes]) -> bytes:
+    """``files``: the engine's other rendered files (profiles and service settings the script installs)."""
     s = cfg.spinnaker
     sc = Script()
 
@@ -190,10 +206,10 @@ def render_configure_sh(cfg: SpinbootConfig) -> bytes:
         for r in accounts:
             sc.upsert(DOCKER, r.name, _registry_flags(r))
 
-    if cfg.registries:
+    if cfg.push_registries:
         sc.step("Pub/Sub subscriptions for image pushes (the gcr topic of each registry project)")
         sc.hal(["config", "pubsub", "google", "enable"])
-        for r in cfg.registries:
+        for r in cfg.push_registries:
             sc.upsert(PUBSUB, r.name, [("--project", r.project), ("--subscription-name", r.subscription.name),
                                        ("--message-format", "GCR"),
                                        ("--ack-deadline-seconds", r.subscription.ack_deadline_seconds)])
@@ -215,6 +231,15 @@ def render_configure_sh(cfg: SpinbootConfig) -> bytes:
     sc.hal(["config", "security", "ui", "edit"], [("--override-base-url", s.exposure.ui_url)])
     sc.hal(["config", "security", "api", "edit"], [("--override-base-url", s.exposure.api_url)])
 
+    # IAP through Halyard's own settings, so that Gate and Deck both know authentication is on (Halyard writes
+    # Gate's google.iap settings and Deck's auth flag from security.authn.iap).
+    if s.exposure.iap:
+        sc.step("Identity-Aware Proxy")
+        sc.hal(["config", "security", "authn", "iap", "edit"], [("--audience", s.exposure.iap.audience)])
+        sc.hal(["config", "security", "authn", "iap", "enable"])
+    else:
+        sc.hal(["config", "security", "authn", "iap", "disable"])
+
     sc.step(f"Distributed deployment into namespace {s.namespace}")
     sc.hal(["config", "deploy", "edit"], [("--type", "distributed"), ("--account-name", s.deploy_account),
                                           ("--location", s.namespace)])
@@ -229,11 +254,23 @@ def render_configure_sh(cfg: SpinbootConfig) -> bytes:
         sc.hal(["config", "deploy", "component-sizing", "clouddriver", "edit"], sizing_flags)
 
     sc.step("Profiles and service settings")
-    profiles = ["gate-local.yml", "clouddriver-local.yml"]
-    for p in profiles:
-        sc.add(f'install -m 0644 "$BUNDLE_DIR/profiles/{p}" "$PROFILES_DIR/{p}"')
-    for svc in WORKLOAD_IDENTITY_SERVICES:
-        sc.add(f'install -m 0644 "$BUNDLE_DIR/service-settings/{svc}.yml" "$SERVICE_SETTINGS_DIR/{svc}.yml"')
+    installed = sorted(rel.removeprefix("halconfig/") for rel in files
+                       if rel.startswith(("halconfig/profiles/", "halconfig/service-settings/")))
+    for rel in installed:
+        sc.add(f'install -m 0644 "$BUNDLE_DIR/{rel}" "$HAL_DIR/default/{rel}"')
+    # A file an earlier run installed and this render no longer has (e.g. deck.yml once Gate has a host of its
+    # own) must not keep configuring Spinnaker.
+    words = " ".join(q(rel) for rel in installed)
+    sc.add(f"for old in $(stale files {words}); do", '  echo "removing $old (no longer rendered)"',
+           '  rm -f "$HAL_DIR/default/$old"', "done", f"remember files {words}")
+    # Kubeconfigs of targets no longer in the file leave ~/.hal too (spinboot copies in the current ones).
+    keep = " ".join(q(pod_paths.kubeconfig_file(t.name)) for t in cfg.targets)
+    sc.add('if [ -d "$KUBECONFIG_DIR" ]; then',
+           '  for f in "$KUBECONFIG_DIR"/*.kubeconfig; do',
+           '    [ -e "$f" ] || continue',
+           f'    case " {keep} " in *" $(basename "$f") "*) ;; *) echo "removing $(basename "$f") (target no longer in spinboot.yaml)"; rm -f "$f" ;; esac',
+           '  done',
+           'fi')
 
     sc.step("Remove what an earlier run added and spinboot.yaml no longer has")
     sc.prune_and_remember(ALL_KINDS)

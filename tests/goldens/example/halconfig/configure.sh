@@ -52,23 +52,27 @@ if hal config provider kubernetes account get platform >/dev/null 2>&1; then
   hal config provider kubernetes account edit platform \
     --kubeconfig-file "${KUBECONFIG_DIR}"/platform.kubeconfig \
     --context platform \
-    --namespaces prod,dev
+    --namespaces prod,dev \
+    --cache-interval-seconds 30
 else
   hal config provider kubernetes account add platform \
     --kubeconfig-file "${KUBECONFIG_DIR}"/platform.kubeconfig \
     --context platform \
-    --namespaces prod,dev
+    --namespaces prod,dev \
+    --cache-interval-seconds 30
 fi
 if hal config provider kubernetes account get platform-lab >/dev/null 2>&1; then
   hal config provider kubernetes account edit platform-lab \
     --kubeconfig-file "${KUBECONFIG_DIR}"/platform-lab.kubeconfig \
     --context platform-lab \
-    --namespaces prod,dev
+    --namespaces prod,dev \
+    --cache-interval-seconds 30
 else
   hal config provider kubernetes account add platform-lab \
     --kubeconfig-file "${KUBECONFIG_DIR}"/platform-lab.kubeconfig \
     --context platform-lab \
-    --namespaces prod,dev
+    --namespaces prod,dev \
+    --cache-interval-seconds 30
 fi
 
 step 'Docker registry accounts'
@@ -81,7 +85,7 @@ if hal config provider docker-registry account get images >/dev/null 2>&1; then
     --track-digests false \
     --sort-tags-by-date false \
     --username oauth2accesstoken \
-    --password-command 'gcloud auth print-access-token'
+    --password-command 'python3 -c '"'"'import json, os, urllib.request as u; h = os.environ.get("GCE_METADATA_HOST", "metadata.google.internal"); r = u.Request("http://" + h + "/computeMetadata/v1/instance/service-accounts/default/token", headers={"Metadata-Flavor": "Google"}); print(json.load(u.urlopen(r, timeout=10))["access_token"])'"'"''
 else
   hal config provider docker-registry account add images \
     --address us-docker.pkg.dev \
@@ -90,7 +94,7 @@ else
     --track-digests false \
     --sort-tags-by-date false \
     --username oauth2accesstoken \
-    --password-command 'gcloud auth print-access-token'
+    --password-command 'python3 -c '"'"'import json, os, urllib.request as u; h = os.environ.get("GCE_METADATA_HOST", "metadata.google.internal"); r = u.Request("http://" + h + "/computeMetadata/v1/instance/service-accounts/default/token", headers={"Metadata-Flavor": "Google"}); print(json.load(u.urlopen(r, timeout=10))["access_token"])'"'"''
 fi
 
 step 'Pub/Sub subscriptions for image pushes (the gcr topic of each registry project)'
@@ -122,6 +126,7 @@ hal config security ui edit \
   --override-base-url https://spinnaker.acme.dev
 hal config security api edit \
   --override-base-url https://spinnaker.acme.dev/gate
+hal config security authn iap disable
 
 step 'Distributed deployment into namespace spinnaker'
 hal config deploy edit \
@@ -135,11 +140,23 @@ hal config deploy component-sizing clouddriver edit \
   --container-requests-cpu 1
 
 step 'Profiles and service settings'
-install -m 0644 "$BUNDLE_DIR/profiles/gate-local.yml" "$PROFILES_DIR/gate-local.yml"
-install -m 0644 "$BUNDLE_DIR/profiles/clouddriver-local.yml" "$PROFILES_DIR/clouddriver-local.yml"
-install -m 0644 "$BUNDLE_DIR/service-settings/clouddriver.yml" "$SERVICE_SETTINGS_DIR/clouddriver.yml"
-install -m 0644 "$BUNDLE_DIR/service-settings/echo.yml" "$SERVICE_SETTINGS_DIR/echo.yml"
-install -m 0644 "$BUNDLE_DIR/service-settings/front50.yml" "$SERVICE_SETTINGS_DIR/front50.yml"
+install -m 0644 "$BUNDLE_DIR/profiles/clouddriver-local.yml" "$HAL_DIR/default/profiles/clouddriver-local.yml"
+install -m 0644 "$BUNDLE_DIR/profiles/gate-local.yml" "$HAL_DIR/default/profiles/gate-local.yml"
+install -m 0644 "$BUNDLE_DIR/service-settings/clouddriver.yml" "$HAL_DIR/default/service-settings/clouddriver.yml"
+install -m 0644 "$BUNDLE_DIR/service-settings/deck.yml" "$HAL_DIR/default/service-settings/deck.yml"
+install -m 0644 "$BUNDLE_DIR/service-settings/echo.yml" "$HAL_DIR/default/service-settings/echo.yml"
+install -m 0644 "$BUNDLE_DIR/service-settings/front50.yml" "$HAL_DIR/default/service-settings/front50.yml"
+for old in $(stale files profiles/clouddriver-local.yml profiles/gate-local.yml service-settings/clouddriver.yml service-settings/deck.yml service-settings/echo.yml service-settings/front50.yml); do
+  echo "removing $old (no longer rendered)"
+  rm -f "$HAL_DIR/default/$old"
+done
+remember files profiles/clouddriver-local.yml profiles/gate-local.yml service-settings/clouddriver.yml service-settings/deck.yml service-settings/echo.yml service-settings/front50.yml
+if [ -d "$KUBECONFIG_DIR" ]; then
+  for f in "$KUBECONFIG_DIR"/*.kubeconfig; do
+    [ -e "$f" ] || continue
+    case " platform.kubeconfig platform-lab.kubeconfig " in *" $(basename "$f") "*) ;; *) echo "removing $(basename "$f") (target no longer in spinboot.yaml)"; rm -f "$f" ;; esac
+  done
+fi
 
 step 'Remove what an earlier run added and spinboot.yaml no longer has'
 for old in $(stale kubernetes-accounts spinnaker-install platform platform-lab); do

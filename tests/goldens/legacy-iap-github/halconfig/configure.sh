@@ -94,6 +94,11 @@ hal config security ui edit \
 hal config security api edit \
   --override-base-url https://api.deploy.acme.dev
 
+step 'Identity-Aware Proxy'
+hal config security authn iap edit \
+  --audience /projects/123456789/global/backendServices/987654321
+hal config security authn iap enable
+
 step 'Distributed deployment into namespace spinnaker'
 hal config deploy edit \
   --type distributed \
@@ -106,11 +111,22 @@ hal config deploy component-sizing clouddriver edit \
   --replicas 2
 
 step 'Profiles and service settings'
-install -m 0644 "$BUNDLE_DIR/profiles/gate-local.yml" "$PROFILES_DIR/gate-local.yml"
-install -m 0644 "$BUNDLE_DIR/profiles/clouddriver-local.yml" "$PROFILES_DIR/clouddriver-local.yml"
-install -m 0644 "$BUNDLE_DIR/service-settings/clouddriver.yml" "$SERVICE_SETTINGS_DIR/clouddriver.yml"
-install -m 0644 "$BUNDLE_DIR/service-settings/echo.yml" "$SERVICE_SETTINGS_DIR/echo.yml"
-install -m 0644 "$BUNDLE_DIR/service-settings/front50.yml" "$SERVICE_SETTINGS_DIR/front50.yml"
+install -m 0644 "$BUNDLE_DIR/profiles/clouddriver-local.yml" "$HAL_DIR/default/profiles/clouddriver-local.yml"
+install -m 0644 "$BUNDLE_DIR/profiles/gate-local.yml" "$HAL_DIR/default/profiles/gate-local.yml"
+install -m 0644 "$BUNDLE_DIR/service-settings/clouddriver.yml" "$HAL_DIR/default/service-settings/clouddriver.yml"
+install -m 0644 "$BUNDLE_DIR/service-settings/echo.yml" "$HAL_DIR/default/service-settings/echo.yml"
+install -m 0644 "$BUNDLE_DIR/service-settings/front50.yml" "$HAL_DIR/default/service-settings/front50.yml"
+for old in $(stale files profiles/clouddriver-local.yml profiles/gate-local.yml service-settings/clouddriver.yml service-settings/echo.yml service-settings/front50.yml); do
+  echo "removing $old (no longer rendered)"
+  rm -f "$HAL_DIR/default/$old"
+done
+remember files profiles/clouddriver-local.yml profiles/gate-local.yml service-settings/clouddriver.yml service-settings/echo.yml service-settings/front50.yml
+if [ -d "$KUBECONFIG_DIR" ]; then
+  for f in "$KUBECONFIG_DIR"/*.kubeconfig; do
+    [ -e "$f" ] || continue
+    case " onprem.kubeconfig " in *" $(basename "$f") "*) ;; *) echo "removing $(basename "$f") (target no longer in spinboot.yaml)"; rm -f "$f" ;; esac
+  done
+fi
 
 step 'Remove what an earlier run added and spinboot.yaml no longer has'
 for old in $(stale kubernetes-accounts spinnaker-install onprem); do
