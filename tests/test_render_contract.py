@@ -149,3 +149,13 @@ def test_account_edits_carry_every_setting():
     edit = next(a for a in hal_lines(files)
                 if a[1:6] == ["config", "provider", "kubernetes", "account", "edit"] and a[6] == "platform")
     assert flag(edit, "--cache-interval-seconds") == "30"
+
+
+def test_clouddriver_runs_the_newest_kubectl_of_its_image():
+    files = render(MINIMAL)                                       # 2026.2.3: the image's default kubectl is 1.22
+    local = yaml.safe_load(files["halconfig/profiles/clouddriver-local.yml"])
+    assert local["kubernetes"]["kubectl"]["executable"] == "kubectl-1.29"
+    # A release line spinboot has no facts for keeps clouddriver's default.
+    old = yaml.safe_load(render(MINIMAL.replace("version: 2026.2.3", "version: 1.30.4"))[
+        "halconfig/profiles/clouddriver-local.yml"])
+    assert "kubernetes" not in old

@@ -29,10 +29,9 @@ from ..gcp.retry import RETRY
 from ..kube import access
 from ..kube.resources import Kube
 from ..kube.targets import read_record, remove_target
-from ..render.gcp import iam_spec
+from ..render.gcp import bindings_for, iam_spec
 
 MARK = ("managed-by", "spinboot")
-SA_DISPLAY_NAME = "Spinnaker (managed by spinboot)"   # what spinboot.gcp.iam.ensure_service_account creates
 
 
 @dataclass
@@ -145,7 +144,7 @@ class Destroyer:
         pub, sub = self.clients.publisher, self.clients.subscriber
         out: list[Change] = []
         ours: set[str] = set()
-        for r in self.cfg.registries:
+        for r in self.cfg.push_registries:
             path = subscription_path(r)
             try:
                 live = sub.get_subscription(request={"subscription": path}, retry=RETRY)
@@ -165,7 +164,7 @@ class Destroyer:
                                           self.opts.dry_run))
                 out.append(Change("unchanged", "Pub/Sub subscription", path,
                                   detail="not created by spinboot (no managed-by label): left in place"))
-        for project in sorted({r.project for r in self.cfg.registries}):
+        for project in sorted({r.project for r in self.cfg.push_registries}):
             topic = topic_path(project)
             if not self.opts.delete_topics:
                 out.append(Change("unchanged", "Pub/Sub topic", topic, detail="kept (--delete-topics to delete)"))
@@ -197,12 +196,13 @@ class Destroyer:
         ours = (bucket.labels or {}).get(MARK[0]) == MARK[1]
         if self.opts.keep_bucket or not ours:
             # The bucket stays: only spinboot's member leaves it (the service account is about to be deleted).
-            unbind = remove_members(BucketPolicy(storage, st.bucket), f"projects/_/buckets/{st.bucket}",
-                                    "roles/storage.objectAdmin", [self.member], self.opts.dry_run)
+            policy = BucketPolicy(storage, st.bucket)
+            unbind = [remove_members(policy, b["resource"], b["role"], b["members"], self.opts.dry_run)
+                      for b in bindings_for(self.cfg, "storage")]
             if self.opts.keep_bucket:
-                return [unbind, Change("unchanged", kind, st.bucket, detail="kept with front50's data and the "
-                                                                            "backups (--delete-bucket to delete)")]
-            return [unbind, Change("blocked", kind, st.bucket, detail=(
+                return unbind + [Change("unchanged", kind, st.bucket, detail="kept with front50's data and the "
+                                                                             "backups (--delete-bucket to delete)")]
+            return unbind + [Change("blocked", kind, st.bucket, detail=(
                 f"it has no label {MARK[0]}={MARK[1]}: spinboot did not create it, so it is left alone; delete it "
                 f"yourself if it should go: gcloud storage rm -r gs://{st.bucket}"))]
         if not self.opts.dry_run:
@@ -215,25 +215,39 @@ class Destroyer:
             bucket.delete()
         return [Change("delete", kind, st.bucket, detail="with every object in it")]
 
-    def service_account(self, ctx: StepContext) -> list[Change]:
-        iam, cfg = self.clients.iam, self.cfg
-        name = f"projects/{cfg.project}/serviceAccounts/{cfg.service_account_email}"
+    def registry_access(self, ctx: StepContext) -> list[Change]:
+        """Repositories belong to the teams that push to them: only Spinnaker's read grant leaves them."""
+        ar = self.clients.artifact_registry
+        return [remove_members(GrpcPolicy(ar, b["resource"]), b["resource"], b["role"], b["members"], self.opts.dry_run)
+                for b in bindings_for(self.cfg, "artifactregistry")]
+
+    def service_accounts(self, ctx: StepContext) -> list[Change]:
+        """Spinnaker's and the nodes' service accounts (after the cluster that ran as them), when spinboot made
+        them; the nodes' project role goes first, since the project stays."""
+        iam, spec = self.clients.iam, iam_spec(self.cfg)
+        out = [remove_members(GrpcPolicy(self.clients.projects, b["resource"]), b["resource"], b["role"], b["members"],
+                              self.opts.dry_run) for b in bindings_for(self.cfg, "resourcemanager")]
+        for sa in (spec["serviceAccount"], spec["nodeServiceAccount"]):
+            out += self._service_account(iam, sa)
+        return out
+
+    def _service_account(self, iam, sa: dict) -> list[Change]:
+        name = f"projects/{sa['project']}/serviceAccounts/{sa['email']}"
         kind = "Google service account"
         try:
-            sa = iam.get_service_account(name=name, retry=RETRY)
+            live = iam.get_service_account(name=name, retry=RETRY)
         except exceptions.NotFound:
-            return [Change("unchanged", kind, cfg.service_account_email, detail="does not exist")]
-        if sa.display_name != SA_DISPLAY_NAME:
-            wi = next(b for b in iam_spec(cfg)["bindings"] if b["role"] == "roles/iam.workloadIdentityUser")
-            return [remove_members(GrpcPolicy(iam, name), name, wi["role"], wi["members"], self.opts.dry_run),
-                    Change("unchanged", kind, cfg.service_account_email,
-                           detail="not created by spinboot: left in place")]
+            return [Change("unchanged", kind, sa["email"], detail="does not exist")]
+        if live.display_name != sa["displayName"]:
+            return [remove_members(GrpcPolicy(iam, name), name, b["role"], b["members"], self.opts.dry_run)
+                    for b in bindings_for(self.cfg, "iam", name)] + \
+                   [Change("unchanged", kind, sa["email"], detail="not created by spinboot: left in place")]
         if not self.opts.dry_run:
             try:
                 iam.delete_service_account(name=name, retry=RETRY)
             except exceptions.NotFound:
                 pass
-        return [Change("delete", kind, cfg.service_account_email, detail="with its Workload Identity bindings")]
+        return [Change("delete", kind, sa["email"], detail="with its IAM bindings")]
 
     # --- the graph --------------------------------------------------------------------------------------------
 
@@ -246,8 +260,12 @@ class Destroyer:
             Step("storage", f"GCS bucket {self.cfg.spinnaker.storage.bucket}", self.storage),
         ]
         deps = ("cluster", "storage")
-        if self.cfg.registries:
+        if self.cfg.push_registries:
             out.append(Step("pubsub", "Pub/Sub subscriptions (and topics with --delete-topics)", self.pubsub))
             deps += ("pubsub",)
-        out.append(Step("iam:service-account", "Spinnaker's Google service account", self.service_account, deps))
+        if bindings_for(self.cfg, "artifactregistry"):
+            out.append(Step("registry-access", "Spinnaker's read access to Artifact Registry", self.registry_access))
+            deps += ("registry-access",)
+        out.append(Step("iam:service-accounts", "Spinnaker's and the nodes' Google service accounts",
+                        self.service_accounts, deps))
         return out
