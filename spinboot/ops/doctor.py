@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import yaml
 from google.api_core import exceptions
@@ -16,21 +16,16 @@ from ..gcp.iam import GrpcPolicy
 from ..gcp.pubsub import subscription_path
 from ..kube.targets import _review, unlisted_namespace
 from ..render.halyard import HALYARD_NAME
+from ..render.profiles import newest_kubectl
 from ..render.rbac import token_secret_name
+from . import contract
+from .checks import Check
 from .status import connect, deployment, pod_file, target_kubeconfigs
 
 FROZEN_HALYARD = "us-docker.pkg.dev/spinnaker-community/docker/halyard"
 MIN_POLL_SECONDS = 300
 OLD_GATE_KEYS = ("protocolHeader", "remoteIpHeader", "internalProxies")
 NEW_GATE_KEYS = ("protocol-header", "remote-ip-header", "internal-proxies")
-
-
-@dataclass
-class Check:
-    id: str
-    status: str   # ok | warn | fail
-    message: str
-    fix: str = ""
 
 
 def _version(v: str) -> tuple[int, int]:
@@ -86,8 +81,8 @@ def run_checks(clients, cfg: SpinbootConfig) -> list[Check]:
     checks.append(Check("gate-keys", "fail" if ignored else "ok",
                         (f"Spinnaker {version} ignores {', '.join(ignored)} in gate-local.yml") if ignored
                         else "gate-local.yml uses keys this version reads",
-                        "remove the hand edit from ~/.hal/default/profiles/gate-local.yml and re-run spinboot apply "
-                        "--force-halyard (spinboot renders the keys by version)" if ignored else ""))
+                        "remove the hand edit from ~/.hal/default/profiles/gate-local.yml and run spinboot halyard "
+                        "apply --force (spinboot renders the keys by version)" if ignored else ""))
 
     # Halyard image on the frozen registry (DESIGN: Versions).
     sts = live.kube.get(f"/apis/apps/v1/namespaces/{cfg.spinnaker.halyard.namespace}/statefulsets/{HALYARD_NAME}") or {}
@@ -108,7 +103,7 @@ def run_checks(clients, cfg: SpinbootConfig) -> list[Check]:
 
     # Subscriptions and Spinnaker's subscriber role (DESIGN: Pub/Sub).
     member = f"serviceAccount:{cfg.service_account_email}"
-    for r in cfg.registries:
+    for r in cfg.push_registries:
         path = subscription_path(r)
         try:
             clients.subscriber.get_subscription(request={"subscription": path})
@@ -121,6 +116,9 @@ def run_checks(clients, cfg: SpinbootConfig) -> list[Check]:
         checks.append(Check(f"subscription:{r.name}", "ok" if ok else "fail",
                             f"{path} exists" + ("" if ok else f", but {member} lacks roles/pubsub.subscriber"),
                             "" if ok else "spinboot pubsub apply"))
+
+    # The Spinnaker contract, Google side: every call a service makes as Spinnaker's service account.
+    checks += contract.google_checks(clients.troubleshooter, cfg)
 
     # Targets: credentials, least privilege, token Secret, version skew.
     stages = Stages(cfg, clients, RunOptions(dry_run=True))
@@ -164,13 +162,27 @@ def run_checks(clients, cfg: SpinbootConfig) -> list[Check]:
                             ("may " + "; ".join(extra)) if extra else "least privilege holds",
                             "remove the RoleBindings/ClusterRoleBindings to the account that spinboot did not make "
                             "(kubectl get clusterrolebindings -o wide | grep " + sa.name + ")" if extra else ""))
+        # The Spinnaker contract, Kubernetes side: every verb clouddriver needs, in every listed namespace.
+        checks += contract.rbac_checks(admin, t)
         _, ver = admin.request("GET", "/version")
         tv = (int(ver.get("major", 0)), int(re.sub(r"\D", "", ver.get("minor", "0")) or 0))
-        skew = abs(tv[1] - spin_minor[1]) if tv[0] == spin_minor[0] else 99
-        checks.append(Check(f"version-skew:{t.name}", "warn" if skew > 1 else "ok",
-                            f"target {tv[0]}.{tv[1]} vs Spinnaker cluster {spin_minor[0]}.{spin_minor[1]} (clouddriver's "
-                            "kubectl version is not published per release; proxy check)",
-                            "upgrade the older cluster so they are within one minor" if skew > 1 else ""))
+        kubectl = newest_kubectl(version)
+        if kubectl:
+            # The kubectl clouddriver runs is known per release (halconfig/kubectl.yaml); kubectl supports servers
+            # within one minor (https://kubernetes.io/releases/version-skew-policy/#kubectl).
+            kminor = int(kubectl.rsplit(".", 1)[1])
+            skew = abs(tv[1] - kminor) if tv[0] == 1 else 99
+            checks.append(Check(f"version-skew:{t.name}", "warn" if skew > 1 else "ok",
+                                f"clouddriver runs {kubectl} (the newest in its {version} image) against a "
+                                f"{tv[0]}.{tv[1]} server",
+                                "upgrade Spinnaker to a release whose clouddriver ships a kubectl within one minor "
+                                "of the target (halconfig/kubectl.yaml)" if skew > 1 else ""))
+        else:
+            skew = abs(tv[1] - spin_minor[1]) if tv[0] == spin_minor[0] else 99
+            checks.append(Check(f"version-skew:{t.name}", "warn" if skew > 1 else "ok",
+                                f"target {tv[0]}.{tv[1]} vs Spinnaker cluster {spin_minor[0]}.{spin_minor[1]} (no "
+                                f"record of clouddriver's kubectl for {version}; proxy check)",
+                                "upgrade the older cluster so they are within one minor" if skew > 1 else ""))
     return checks
 
 
