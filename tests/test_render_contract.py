@@ -156,6 +156,30 @@ def test_clouddriver_runs_the_newest_kubectl_of_its_image():
     local = yaml.safe_load(files["halconfig/profiles/clouddriver-local.yml"])
     assert local["kubernetes"]["kubectl"]["executable"] == "kubectl-1.29"
     # A release line spinboot has no facts for keeps clouddriver's default.
-    old = yaml.safe_load(render(MINIMAL.replace("version: 2026.2.3", "version: 1.30.4"))[
+    old = yaml.safe_load(render(MINIMAL.replace("version: 2026.2.3", "version: 1.33.2"))[
         "halconfig/profiles/clouddriver-local.yml"])
     assert "kubernetes" not in old
+
+
+def test_account_existence_checks_do_not_validate():
+    """`hal ... account get` validates (for a registry: runs the password command, reads tags); a briefly
+    unreadable registry must not make the script take an existing account for a missing one."""
+    script = render_all(load_config(EXAMPLES / "spinboot.yaml").config)["halconfig/configure.sh"].decode()
+    gets = [a for a in hal_lines({"halconfig/configure.sh": script.encode()}) if "get" in a[1:7]]
+    assert gets and all("--no-validate" in a for a in gets)
+
+
+def test_registry_validation_waits_for_new_grants_only_when_told(tmp_path):
+    """configure.sh retries a Google registry account while $SPINBOOT_IAM_WAIT_SECONDS lasts (spinboot sets it
+    when the same apply has just granted access) and fails at once without it."""
+    script = render_all(load_config(EXAMPLES / "spinboot.yaml").config)["halconfig/configure.sh"].decode()
+    prelude = script[:script.index("\nstep ")]
+    probe = prelude + '\nn=0; flaky() { n=$((n + 1)); [ "$n" -ge 2 ]; }\nretry_iam thing flaky && echo "ok after $n"\n'
+    fast = subprocess.run(["bash", "-c", probe.replace("sleep \"$delay\"", "sleep 0")], capture_output=True,
+                          text=True, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert fast.returncode != 0 and "ok after" not in fast.stdout
+    waited = subprocess.run(["bash", "-c", probe.replace("sleep \"$delay\"", "sleep 0")], capture_output=True,
+                            text=True, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+                                            "SPINBOOT_IAM_WAIT_SECONDS": "60"})
+    assert waited.returncode == 0 and "ok after 2" in waited.stdout, waited.stderr
+    assert "not readable yet" in waited.stdout

@@ -30,6 +30,8 @@ from ..render.gcp import bindings_for, iam_spec
 from .graph import Step, StepContext
 
 STAGES = ("cluster", "rbac", "pubsub", "halyard")
+# IAM changes typically apply within 2 and at most 7 minutes (https://cloud.google.com/iam/docs/access-change-propagation).
+IAM_PROPAGATION_SECONDS = 420
 
 
 @dataclass
@@ -48,6 +50,7 @@ class Shared:
 
     spinnaker: access.Cluster | None = None
     kubeconfigs: dict[str, bytes] = field(default_factory=dict)
+    granted_registry_access: bool = False   # this run made a grant Halyard's validation depends on
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -92,7 +95,9 @@ class Stages:
         return run
 
     def registry_access(self, ctx: StepContext) -> list[Change]:
-        return gcp_ar.ensure_registry_access(self.clients.artifact_registry, self.cfg, self.opts.dry_run)
+        changes = gcp_ar.ensure_registry_access(self.clients.artifact_registry, self.cfg, self.opts.dry_run)
+        self.shared.granted_registry_access = any(c.action == "create" for c in changes)
+        return changes
 
     def pubsub(self, ctx: StepContext) -> list[Change]:
         changes = gcp_pubsub.ensure_pubsub(self.clients.publisher, self.clients.subscriber, self.cfg, self.opts.dry_run)
@@ -157,8 +162,11 @@ class Stages:
                            "run configure.sh; then hal deploy apply")]
         kube = Kube(a.api_client(), "spinnaker")
         kubeconfigs = None if self.opts.dry_run else dict(self.shared.kubeconfigs)
+        # A grant made moments ago takes minutes to apply; Halyard validates registry accounts by using it.
+        iam_wait = IAM_PROPAGATION_SECONDS if self.shared.granted_registry_access else 0
         return apply_halyard(kube, self.cfg, self.files, kubeconfigs, dry_run=self.opts.dry_run,
-                             progress=ctx.progress, on_line=ctx.output, force=self.opts.force_halyard)
+                             progress=ctx.progress, on_line=ctx.output, force=self.opts.force_halyard,
+                             iam_wait_seconds=iam_wait)
 
     # --- graphs -----------------------------------------------------------------------------------------------
 

@@ -70,7 +70,10 @@ def bundle_files(files: dict[str, bytes]) -> dict[str, tuple[bytes, int]]:
 
 def apply_halyard(kube: Kube, cfg: SpinbootConfig, files: dict[str, bytes], kubeconfigs: dict[str, bytes] | None,
                   dry_run: bool = False, progress: Callable[[str], None] = lambda m: None,
-                  on_line: Callable[[str, str], None] = lambda s, l: None, force: bool = False) -> list[Change]:
+                  on_line: Callable[[str, str], None] = lambda s, l: None, force: bool = False,
+                  iam_wait_seconds: int = 0) -> list[Change]:
+    """``iam_wait_seconds``: how long configure.sh may retry a registry account whose read grant this run just
+    made (configure.sh's retry_iam)."""
     changes: list[Change] = []
     for docs in halyard_manifests(cfg).values():
         for obj in docs:
@@ -114,7 +117,8 @@ def apply_halyard(kube: Kube, cfg: SpinbootConfig, files: dict[str, bytes], kube
             copy_into_pod(api, ns, pod_name(), pod_paths.KUBECONFIG_DIR,
                           {pod_paths.kubeconfig_file(n): (b, 0o600) for n, b in kubeconfigs.items()}, replace=True)
         progress("running configure.sh in the Halyard pod")
-        result = exec_in_pod(api, ns, pod_name(), ["bash", "-c", f'exec bash "{BUNDLE_DIR}/configure.sh"'],
+        script = f'SPINBOOT_IAM_WAIT_SECONDS={int(iam_wait_seconds)} exec bash "{BUNDLE_DIR}/configure.sh"'
+        result = exec_in_pod(api, ns, pod_name(), ["bash", "-c", script],
                              on_line=on_line, timeout=3600)
     except ExecError as exc:
         raise HalyardError(str(exc)) from None

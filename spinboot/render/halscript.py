@@ -82,6 +82,10 @@ step() { printf '\n== %%s\n' "$*"; }
 managed() { if [ -f "$SPINBOOT_DIR/managed-$1" ]; then cat "$SPINBOOT_DIR/managed-$1"; fi; }
 # remember KIND NAME...: record what this run manages, atomically.
 remember() { local kind="$1"; shift; printf '%%s\n' "$@" > "$SPINBOOT_DIR/managed-$kind.tmp"; mv "$SPINBOOT_DIR/managed-$kind.tmp" "$SPINBOOT_DIR/managed-$kind"; }
+# retry_iam WHAT COMMAND...: run COMMAND; while it fails and $SPINBOOT_IAM_WAIT_SECONDS (set by spinboot when this
+# apply has just granted Spinnaker access) has not run out, wait and try again: a new IAM grant typically takes
+# 2 and sometimes 7 minutes to apply (https://cloud.google.com/iam/docs/access-change-propagation).
+retry_iam() { local what="$1"; shift; local end=$((SECONDS + ${SPINBOOT_IAM_WAIT_SECONDS:-0})) delay=10; until "$@"; do if [ "$SECONDS" -ge "$end" ]; then return 1; fi; printf '%%s: not readable yet (new IAM grants take minutes to apply); retrying in %%s s\n' "$what" "$delay"; sleep "$delay"; delay=$((delay < 60 ? delay * 2 : 60)); done; }
 # stale KIND NAME...: print what an earlier run added that this run no longer has.
 stale() { local kind="$1"; shift; local old keep; while IFS= read -r old; do keep=""; for n in "$@"; do if [ "$n" = "$old" ]; then keep=1; fi; done; if [ -n "$old" ] && [ -z "$keep" ]; then printf '%%s\n' "$old"; fi; done < <(managed "$kind"); }
 ''' % {
@@ -107,14 +111,24 @@ class Script:
     def hal(self, words: list[str], flags: list[tuple[str, object]] | None = None) -> None:
         self.add(Hal(words, flags or []).line())
 
-    def upsert(self, kind: Named, name: str, flags: list[tuple[str, object]], edit_flags: list | None = None) -> None:
-        """Edit the item when Halyard has it, add it otherwise; remember it as managed by spinboot."""
-        get = Hal(kind.command + ["get", name]).line()
+    def upsert(self, kind: Named, name: str, flags: list[tuple[str, object]], edit_flags: list | None = None,
+               iam_wait: bool = False) -> None:
+        """Edit the item when Halyard has it, add it otherwise; remember it as managed by spinboot. ``iam_wait``:
+        Halyard validates the item by reading a Google resource as Spinnaker, so retry while new grants apply."""
+        # --no-validate: `get` validates the whole item (Halyard runs a registry account's password command and
+        # reads its tags), so a briefly unreadable registry would look like a missing account and turn edit into
+        # a failing add.
+        get = Hal(kind.command + ["get", name], [("--no-validate", None)]).line()
         edit = Hal(kind.command + ["edit", name], flags if edit_flags is None else edit_flags)
         add = Hal(kind.command + ["add", name], flags)
-        self.add(f"if {get} >/dev/null 2>&1; then")
-        self.add(edit.line("  ") if edit.flags else "  : # nothing to edit")
-        self.add("else", add.line("  "), "fi")
+        block = [f"if {get} >/dev/null 2>&1; then", edit.line("  ") if edit.flags else "  : # nothing to edit",
+                 "else", add.line("  "), "fi"]
+        if iam_wait:
+            fn = f"upsert_{len(self.lines)}"  # unique per script; names may differ only in - and _
+            self.add(f"{fn}() {{", *("  " + ln for ln in "\n".join(block).split("\n")), "}",
+                     f"retry_iam {q(f'{kind.kind[:-1]} {name}')} {fn}")
+        else:
+            self.add(*block)
         self.managed.setdefault(kind.kind, (kind, []))[1].append(name)
 
     def prune_and_remember(self, kinds: list[Named]) -> None:
@@ -204,7 +218,7 @@ def render_configure_sh(cfg: SpinbootConfig, files: dict[str, bytes]) -> bytes:
         sc.step("Docker registry accounts")
         sc.hal(["config", "provider", "docker-registry", "enable"])
         for r in accounts:
-            sc.upsert(DOCKER, r.name, _registry_flags(r))
+            sc.upsert(DOCKER, r.name, _registry_flags(r), iam_wait=names.is_google_registry(r.address))
 
     if cfg.push_registries:
         sc.step("Pub/Sub subscriptions for image pushes (the gcr topic of each registry project)")

@@ -21,6 +21,10 @@ step() { printf '\n== %s\n' "$*"; }
 managed() { if [ -f "$SPINBOOT_DIR/managed-$1" ]; then cat "$SPINBOOT_DIR/managed-$1"; fi; }
 # remember KIND NAME...: record what this run manages, atomically.
 remember() { local kind="$1"; shift; printf '%s\n' "$@" > "$SPINBOOT_DIR/managed-$kind.tmp"; mv "$SPINBOOT_DIR/managed-$kind.tmp" "$SPINBOOT_DIR/managed-$kind"; }
+# retry_iam WHAT COMMAND...: run COMMAND; while it fails and $SPINBOOT_IAM_WAIT_SECONDS (set by spinboot when this
+# apply has just granted Spinnaker access) has not run out, wait and try again: a new IAM grant typically takes
+# 2 and sometimes 7 minutes to apply (https://cloud.google.com/iam/docs/access-change-propagation).
+retry_iam() { local what="$1"; shift; local end=$((SECONDS + ${SPINBOOT_IAM_WAIT_SECONDS:-0})) delay=10; until "$@"; do if [ "$SECONDS" -ge "$end" ]; then return 1; fi; printf '%s: not readable yet (new IAM grants take minutes to apply); retrying in %s s\n' "$what" "$delay"; sleep "$delay"; delay=$((delay < 60 ? delay * 2 : 60)); done; }
 # stale KIND NAME...: print what an earlier run added that this run no longer has.
 stale() { local kind="$1"; shift; local old keep; while IFS= read -r old; do keep=""; for n in "$@"; do if [ "$n" = "$old" ]; then keep=1; fi; done; if [ -n "$old" ] && [ -z "$keep" ]; then printf '%s\n' "$old"; fi; done < <(managed "$kind"); }
 
@@ -39,7 +43,8 @@ hal config storage edit \
 
 step 'Kubernetes accounts'
 hal config provider kubernetes enable
-if hal config provider kubernetes account get spinnaker-install >/dev/null 2>&1; then
+if hal config provider kubernetes account get spinnaker-install \
+  --no-validate >/dev/null 2>&1; then
   hal config provider kubernetes account edit spinnaker-install \
     --service-account true \
     --namespaces spinnaker
@@ -48,7 +53,8 @@ else
     --service-account true \
     --namespaces spinnaker
 fi
-if hal config provider kubernetes account get platform >/dev/null 2>&1; then
+if hal config provider kubernetes account get platform \
+  --no-validate >/dev/null 2>&1; then
   hal config provider kubernetes account edit platform \
     --kubeconfig-file "${KUBECONFIG_DIR}"/platform.kubeconfig \
     --context platform \
@@ -61,7 +67,8 @@ else
     --namespaces prod,dev \
     --cache-interval-seconds 30
 fi
-if hal config provider kubernetes account get platform-lab >/dev/null 2>&1; then
+if hal config provider kubernetes account get platform-lab \
+  --no-validate >/dev/null 2>&1; then
   hal config provider kubernetes account edit platform-lab \
     --kubeconfig-file "${KUBECONFIG_DIR}"/platform-lab.kubeconfig \
     --context platform-lab \
@@ -77,29 +84,34 @@ fi
 
 step 'Docker registry accounts'
 hal config provider docker-registry enable
-if hal config provider docker-registry account get images >/dev/null 2>&1; then
-  hal config provider docker-registry account edit images \
-    --address us-docker.pkg.dev \
-    --repositories acme-platform/acme/tasks \
-    --cache-interval-seconds 600 \
-    --track-digests false \
-    --sort-tags-by-date false \
-    --username oauth2accesstoken \
-    --password-command 'python3 -c '"'"'import json, os, urllib.request as u; h = os.environ.get("GCE_METADATA_HOST", "metadata.google.internal"); r = u.Request("http://" + h + "/computeMetadata/v1/instance/service-accounts/default/token", headers={"Metadata-Flavor": "Google"}); print(json.load(u.urlopen(r, timeout=10))["access_token"])'"'"''
-else
-  hal config provider docker-registry account add images \
-    --address us-docker.pkg.dev \
-    --repositories acme-platform/acme/tasks \
-    --cache-interval-seconds 600 \
-    --track-digests false \
-    --sort-tags-by-date false \
-    --username oauth2accesstoken \
-    --password-command 'python3 -c '"'"'import json, os, urllib.request as u; h = os.environ.get("GCE_METADATA_HOST", "metadata.google.internal"); r = u.Request("http://" + h + "/computeMetadata/v1/instance/service-accounts/default/token", headers={"Metadata-Flavor": "Google"}); print(json.load(u.urlopen(r, timeout=10))["access_token"])'"'"''
-fi
+upsert_28() {
+  if hal config provider docker-registry account get images \
+    --no-validate >/dev/null 2>&1; then
+    hal config provider docker-registry account edit images \
+      --address us-docker.pkg.dev \
+      --repositories acme-platform/acme/tasks \
+      --cache-interval-seconds 600 \
+      --track-digests false \
+      --sort-tags-by-date false \
+      --username oauth2accesstoken \
+      --password-command 'python3 -c '"'"'import json, os, urllib.request as u; h = os.environ.get("GCE_METADATA_HOST", "metadata.google.internal"); r = u.Request("http://" + h + "/computeMetadata/v1/instance/service-accounts/default/token", headers={"Metadata-Flavor": "Google"}); print(json.load(u.urlopen(r, timeout=10))["access_token"])'"'"''
+  else
+    hal config provider docker-registry account add images \
+      --address us-docker.pkg.dev \
+      --repositories acme-platform/acme/tasks \
+      --cache-interval-seconds 600 \
+      --track-digests false \
+      --sort-tags-by-date false \
+      --username oauth2accesstoken \
+      --password-command 'python3 -c '"'"'import json, os, urllib.request as u; h = os.environ.get("GCE_METADATA_HOST", "metadata.google.internal"); r = u.Request("http://" + h + "/computeMetadata/v1/instance/service-accounts/default/token", headers={"Metadata-Flavor": "Google"}); print(json.load(u.urlopen(r, timeout=10))["access_token"])'"'"''
+  fi
+}
+retry_iam 'docker-registry-account images' upsert_28
 
 step 'Pub/Sub subscriptions for image pushes (the gcr topic of each registry project)'
 hal config pubsub google enable
-if hal config pubsub google subscription get images >/dev/null 2>&1; then
+if hal config pubsub google subscription get images \
+  --no-validate >/dev/null 2>&1; then
   hal config pubsub google subscription edit images \
     --project acme-platform \
     --subscription-name spinnaker-gcr \
@@ -115,7 +127,8 @@ fi
 
 step 'Artifact accounts'
 hal config artifact gcs enable
-if hal config artifact gcs account get acme-gcs >/dev/null 2>&1; then
+if hal config artifact gcs account get acme-gcs \
+  --no-validate >/dev/null 2>&1; then
   : # nothing to edit
 else
   hal config artifact gcs account add acme-gcs

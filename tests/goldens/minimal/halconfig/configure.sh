@@ -21,6 +21,10 @@ step() { printf '\n== %s\n' "$*"; }
 managed() { if [ -f "$SPINBOOT_DIR/managed-$1" ]; then cat "$SPINBOOT_DIR/managed-$1"; fi; }
 # remember KIND NAME...: record what this run manages, atomically.
 remember() { local kind="$1"; shift; printf '%s\n' "$@" > "$SPINBOOT_DIR/managed-$kind.tmp"; mv "$SPINBOOT_DIR/managed-$kind.tmp" "$SPINBOOT_DIR/managed-$kind"; }
+# retry_iam WHAT COMMAND...: run COMMAND; while it fails and $SPINBOOT_IAM_WAIT_SECONDS (set by spinboot when this
+# apply has just granted Spinnaker access) has not run out, wait and try again: a new IAM grant typically takes
+# 2 and sometimes 7 minutes to apply (https://cloud.google.com/iam/docs/access-change-propagation).
+retry_iam() { local what="$1"; shift; local end=$((SECONDS + ${SPINBOOT_IAM_WAIT_SECONDS:-0})) delay=10; until "$@"; do if [ "$SECONDS" -ge "$end" ]; then return 1; fi; printf '%s: not readable yet (new IAM grants take minutes to apply); retrying in %s s\n' "$what" "$delay"; sleep "$delay"; delay=$((delay < 60 ? delay * 2 : 60)); done; }
 # stale KIND NAME...: print what an earlier run added that this run no longer has.
 stale() { local kind="$1"; shift; local old keep; while IFS= read -r old; do keep=""; for n in "$@"; do if [ "$n" = "$old" ]; then keep=1; fi; done; if [ -n "$old" ] && [ -z "$keep" ]; then printf '%s\n' "$old"; fi; done < <(managed "$kind"); }
 
@@ -39,7 +43,8 @@ hal config storage edit \
 
 step 'Kubernetes accounts'
 hal config provider kubernetes enable
-if hal config provider kubernetes account get spinnaker-install >/dev/null 2>&1; then
+if hal config provider kubernetes account get spinnaker-install \
+  --no-validate >/dev/null 2>&1; then
   hal config provider kubernetes account edit spinnaker-install \
     --service-account true \
     --namespaces spinnaker
@@ -48,7 +53,8 @@ else
     --service-account true \
     --namespaces spinnaker
 fi
-if hal config provider kubernetes account get platform >/dev/null 2>&1; then
+if hal config provider kubernetes account get platform \
+  --no-validate >/dev/null 2>&1; then
   hal config provider kubernetes account edit platform \
     --kubeconfig-file "${KUBECONFIG_DIR}"/platform.kubeconfig \
     --context platform \
