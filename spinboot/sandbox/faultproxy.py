@@ -16,6 +16,11 @@ request first, so it takes effect upstream, then fails the response. Upgrades (e
 stream through. Calls are counted per verb and resource (``GET namespaces``, ``PATCH rolebindings``,
 ``POST serviceaccounts/token``); GET/HEAD/OPTIONS, reviews and dry runs are ``read``, the rest ``mutating``.
 
+``iam_gate="storage"`` (``--iam-gate storage``) also enforces Cloud Storage IAM for calls carrying a sandbox identity
+token (needs $SPINBOOT_SANDBOX_TOKEN and $SPINBOOT_SANDBOX_IAM_ROLES in ``env``; see docs/sandbox.md): the request
+is mapped to the permissions its JSON API method needs, the bucket's policy is read from upstream, and the call is
+answered 403 in Cloud Storage's JSON form or forwarded without the token. Operator calls pass unchecked.
+
 The process is handled like the other sandbox servers (spinboot/sandbox/gcp.py): own session, log, PID file in
 ``state_dir``, stopped at interpreter exit unless detached, reaped from its PID file by a later run.
 """
@@ -50,7 +55,7 @@ class FaultProxy(_GoServer):
 
     def __init__(self, state_dir: str | os.PathLike, *, upstream: str, error_style: str = "google",
                  upstream_ca: str | os.PathLike | None = None,
-                 tls: tuple[str | os.PathLike, str | os.PathLike] | None = None, **kw):
+                 tls: tuple[str | os.PathLike, str | os.PathLike] | None = None, iam_gate: str = "", **kw):
         if error_style not in ERROR_STYLES:
             raise ValueError(f"error_style must be one of {ERROR_STYLES}")
         super().__init__(state_dir, **kw)
@@ -58,6 +63,7 @@ class FaultProxy(_GoServer):
         self.error_style = error_style
         self.upstream_ca = upstream_ca
         self.tls = tls
+        self.iam_gate = iam_gate
 
     def _args(self) -> list[str]:
         args = ["--name", self.name, "--upstream", self.upstream, "--error-style", self.error_style]
@@ -65,6 +71,8 @@ class FaultProxy(_GoServer):
             args += ["--upstream-ca", str(self.upstream_ca)]
         if self.tls:
             args += ["--tls-cert", str(self.tls[0]), "--tls-key", str(self.tls[1])]
+        if self.iam_gate:
+            args += ["--iam-gate", self.iam_gate]
         return args
 
     @property

@@ -8,7 +8,9 @@ Two Go servers live in the ``go/`` module next to this file (``spinboot.dev/sand
 * ``gke-emulator``: ``google.container.v1.ClusterManager`` (clusters, node pools, long-running operations),
   ``google.iam.admin.v1.IAM`` (service accounts and their policies) and
   ``google.cloud.resourcemanager.v3.Projects`` (project IAM policy) on one port. Each cluster it creates is
-  backed by a real sandbox Kubernetes control plane started by an external ``--provision-cmd``.
+  backed by a real sandbox Kubernetes control plane started by an external ``--provision-cmd``. The same port
+  serves a minimal Artifact Registry and the Policy Troubleshooter, with a Docker Registry v2 API on a second
+  port (docs/sandbox.md, "Artifact Registry and Policy Troubleshooter").
 
 Both bind 127.0.0.1 only and have a small admin HTTP endpoint (``admin_url``) for fault injection and call
 counters: ``GET/DELETE /counts``, ``GET /faults``, ``POST /faults`` (append), ``PUT /faults`` (replace),
@@ -406,6 +408,35 @@ class GkeEmulator(_GoServer):
 
         return resourcemanager_v3.ProjectsClient(
             transport=ProjectsGrpcTransport(channel=self.channel(), credentials=AnonymousCredentials()))
+
+    def artifact_registry(self):
+        """ArtifactRegistryClient (repositories and their IAM; cmd/gke-emulator/ar.go)."""
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import artifactregistry_v1
+        from google.cloud.artifactregistry_v1.services.artifact_registry.transports import ArtifactRegistryGrpcTransport
+
+        return artifactregistry_v1.ArtifactRegistryClient(
+            transport=ArtifactRegistryGrpcTransport(channel=self.channel(), credentials=AnonymousCredentials()))
+
+    def troubleshooter(self):
+        """Policy Troubleshooter IamCheckerClient (cmd/gke-emulator/troubleshoot.go)."""
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import policytroubleshooter_v1
+        from google.cloud.policytroubleshooter_v1.services.iam_checker.transports import IamCheckerGrpcTransport
+
+        return policytroubleshooter_v1.IamCheckerClient(
+            transport=IamCheckerGrpcTransport(channel=self.channel(), credentials=AnonymousCredentials()))
+
+    def registry_url(self) -> str:
+        """Base URL of the Docker Registry v2 stand-in; requests carry the registry host (us-docker.pkg.dev) as Host."""
+        return self._admin("GET", "/registry")["url"]
+
+    def push_image(self, host: str, path: str, tag: str, digest: str | None = None) -> dict:
+        """Tag an image in an existing Docker repository (``path`` = PROJECT/REPOSITORY/IMAGE) and publish Artifact
+        Registry's notification to ``projects/PROJECT/topics/gcr`` if that topic exists; ``{"digest", "tag",
+        "published"}``. ``digest`` re-tags an image already pushed."""
+        body = {"host": host, "path": path, "tag": tag} | ({"digest": digest} if digest else {})
+        return self._admin("POST", "/registry/push", json.dumps(body))
 
 
 def _shell(cmd: str | Sequence[str] | None) -> str:

@@ -6,7 +6,11 @@
 
 ``create`` starts the control plane (detached), makes it accept the sandbox's Google access token as GKE accepts
 Google tokens, and wires ``exec`` into Halyard's pod to the local ``hal`` stand-in with what a kubelet would give
-the pod. ``nodes`` keeps the pool's fake nodes at the size the GKE API was asked for, labelled as GKE labels them
+the pod, and what GKE gives it: the metadata server of its Kubernetes service account (``GCE_METADATA_HOST``,
+registered with the GKE stand-in, whose admin URL arrives as $SPINBOOT_SANDBOX_GKE_ADMIN) and where the Google
+endpoints are ($SPINBOOT_SANDBOX_ENDPOINTS, passed through). It prints ``{endpoint, ca_pem, admin_kubeconfig,
+api_server}``: ``api_server`` is the control plane itself, which the metadata server reads service accounts from
+(``endpoint`` may be a fault proxy). ``nodes`` keeps the pool's fake nodes at the size the GKE API was asked for, labelled as GKE labels them
 (``cloud.google.com/gke-nodepool``), so reading a pool's live size works as on GKE.
 """
 
@@ -23,6 +27,9 @@ from .hal import launcher_dir, launcher_env
 
 POOL_LABEL = "cloud.google.com/gke-nodepool"
 HALYARD_POD = ("halyard", "halyard-0")
+HALYARD_KSA = "halyard"  # the Halyard StatefulSet's service account (spinboot/render/halyard.py)
+GKE_ADMIN_ENV = "SPINBOOT_SANDBOX_GKE_ADMIN"
+ENDPOINTS_ENV = "SPINBOOT_SANDBOX_ENDPOINTS"
 
 
 def _log(msg: str) -> None:
@@ -50,11 +57,23 @@ def create(state_dir: str, name: str, token: str) -> dict:
         # What a kubelet has for the pod: node credentials and the pod's identity (see sandbox/hal/deploy.py).
         "SPINBOOT_SANDBOX_KUBELET_KUBECONFIG": str(cluster.admin_kubeconfig_path),
         "SPINBOOT_SANDBOX_POD": f"{ns}/{pod}",
+        # Which cluster the pod runs in (spinboot/sandbox/spinnaker/sandboxenv.py).
+        "SPINBOOT_SANDBOX_CLUSTER": name,
         **launcher_env(),
     }
+    if os.environ.get(ENDPOINTS_ENV):
+        env[ENDPOINTS_ENV] = os.environ[ENDPOINTS_ENV]
+    if os.environ.get(GKE_ADMIN_ENV):
+        from .identity import register
+
+        # GKE_METADATA node pools serve every pod the metadata server of its Kubernetes service account:
+        # google-auth and Go's client read GCE_METADATA_HOST (google-auth pings GCE_METADATA_IP), gcloud
+        # GCE_METADATA_ROOT.
+        host = register(os.environ[GKE_ADMIN_ENV], name, ns, HALYARD_KSA)
+        env.update(GCE_METADATA_HOST=host, GCE_METADATA_IP=host, GCE_METADATA_ROOT=host)
     _ensure_volumes(cluster)
     cluster.add_exec(ns, pod, env=env, workdir=home, commands={"hal": launcher_dir() / "hal"}, name="spinboot-halyard")
-    return cluster.info()
+    return {**cluster.info(), "api_server": cluster.endpoint}
 
 
 def _ensure_volumes(cluster: "kube.KubeCluster", count: int = 4) -> None:

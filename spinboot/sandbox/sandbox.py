@@ -4,14 +4,20 @@ What runs, all on 127.0.0.1:
 - a GKE API server (``google.container.v1.ClusterManager`` plus IAM Admin and Resource Manager Projects); every
   cluster created through it is backed by a real Kubernetes control plane (``gkebacking``);
 - Google's Pub/Sub server ``pstest`` with an IAMPolicy service;
-- a Cloud Storage emulator (``gcp-storage-emulator`` from PyPI, with bucket IAM);
-- with ``fault_proxies`` (or $SPINBOOT_SANDBOX_FAULT_PROXIES=1): a fault-injecting proxy (``faultproxy``) in
-  front of every Kubernetes API server and of Storage, which is where spinboot is pointed;
+- a Cloud Storage emulator (``gcp-storage-emulator`` from PyPI, which keeps bucket policies) behind a proxy
+  (``faultproxy``) that enforces Cloud Storage IAM for Spinnaker's identity; clients are pointed at the proxy;
+- with ``fault_proxies`` (or $SPINBOOT_SANDBOX_FAULT_PROXIES=1): a fault-injecting proxy in front of every
+  Kubernetes API server (Storage's proxy takes faults too, always);
 - for a seed file: the target GKE clusters it names, with their application namespaces, as they would exist
   before spinboot runs.
 
 ``endpoints.json`` in the state directory (mode 0600: it holds the sandbox's access token) is what
 ``spinboot ... --sandbox`` reads.
+
+Identities (docs/sandbox.md, docs/dev/spinnaker-side-interfaces.md): spinboot is the operator, allowed everything.
+Spinnaker's pods get Workload Identity tokens from the GKE stand-in's metadata server (``identity``); the Google
+stand-ins verify them with the sandbox's token ($SPINBOOT_SANDBOX_TOKEN) and evaluate IAM from the policies spinboot
+set and the role table halconfig/iam-roles.yaml, written as ``iam-roles.json`` ($SPINBOOT_SANDBOX_IAM_ROLES).
 """
 
 from __future__ import annotations
@@ -35,6 +41,25 @@ from . import gcp as gcp_emulators
 from . import gkebacking, kube
 from .faultproxy import FaultProxy
 from .paths import endpoints_file, state_dir as default_state_dir
+
+ROLES_ENV = "SPINBOOT_SANDBOX_IAM_ROLES"
+TOKEN_ENV = "SPINBOOT_SANDBOX_TOKEN"
+ENDPOINTS_ENV = "SPINBOOT_SANDBOX_ENDPOINTS"
+
+
+def write_roles(path: Path) -> Path:
+    """The role table (halconfig/iam-roles.yaml) as the JSON the Go stand-ins load (sandboxsrv.LoadRoles):
+    ``{"roles": {"roles/x": {"permissions": [...]}}}``."""
+    import yaml
+
+    from ..resources import data_path
+
+    doc = yaml.safe_load(data_path("halconfig", "iam-roles.yaml").read_text())
+    roles = {name: {"permissions": sorted(set(r.get("permissions") or []))} for name, r in doc["roles"].items()}
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"roles": roles}, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+    return path
 
 
 def _free_port() -> int:
@@ -107,9 +132,9 @@ class Sandbox:
         self.pubsub: gcp_emulators.PubSubEmulator | None = None
         self.gke: gcp_emulators.GkeEmulator | None = None
         self.storage = StorageEmulator(self.dir / "storage")
-        # Fault-injecting proxies in front of every Kubernetes API server and of Storage (docs/sandbox.md). None:
-        # as $SPINBOOT_SANDBOX_FAULT_PROXIES says. The clusters learn it from that variable, set for the GKE
-        # stand-in and so for the gkebacking commands it runs.
+        # Fault-injecting proxies in front of every Kubernetes API server (docs/sandbox.md). None: as
+        # $SPINBOOT_SANDBOX_FAULT_PROXIES says. The clusters learn it from that variable, set for the GKE
+        # stand-in and so for the gkebacking commands it runs. Storage always has its proxy (it enforces IAM).
         self.fault_proxies = kube.fault_proxies_enabled() if fault_proxies is None else fault_proxies
         self.storage_proxy: FaultProxy | None = None
 
@@ -131,23 +156,30 @@ class Sandbox:
         self.build()
         self.token = secrets.token_urlsafe(32)
         extra = ["--exit-with-parent=false"] if self.detach else []
-        self.pubsub = gcp_emulators.PubSubEmulator(self.dir / "pubsub", extra_args=extra)
+        # Every Google stand-in verifies identity tokens with the sandbox token and evaluates IAM with the table.
+        iam_env = {TOKEN_ENV: self.token, ROLES_ENV: str(write_roles(self.dir / "iam-roles.json"))}
+        self.pubsub = gcp_emulators.PubSubEmulator(self.dir / "pubsub", extra_args=extra, env=iam_env)
         backing = [sys.executable, "-m", "spinboot.sandbox.gkebacking"]
         self.gke = gcp_emulators.GkeEmulator(
             self.dir / "gke", latency_s=self.gke_latency_s, extra_args=extra,
             provision_cmd=backing + ["create", "--state-dir", str(self.clusters_dir)],
             deprovision_cmd=backing + ["delete", "--state-dir", str(self.clusters_dir)],
             nodes_cmd=backing + ["nodes", "--state-dir", str(self.clusters_dir)],
-            env={"SPINBOOT_SANDBOX_TOKEN": self.token, "PYTHONPATH": _source_root(),
+            env={**iam_env, "PYTHONPATH": _source_root(), ENDPOINTS_ENV: str(self.endpoints_path),
                  kube.FAULT_PROXIES_ENV: "1" if self.fault_proxies else ""})
         try:
             self.pubsub.start()
-            self.gke.start()
             self.storage.start()
-            if self.fault_proxies:
-                self.storage_proxy = FaultProxy(
-                    self.dir / "storage-proxy", upstream=self.storage.url, error_style="google", extra_args=extra)
-                self.storage_proxy.start()
+            # Always in front of Storage: the emulator keeps bucket policies but enforces none. Faults only
+            # when a test sets them.
+            self.storage_proxy = FaultProxy(
+                self.dir / "storage-proxy", upstream=self.storage.url, error_style="google", iam_gate="storage",
+                extra_args=extra, env=iam_env)
+            self.storage_proxy.start()
+            # The GKE stand-in reads Pub/Sub and bucket policies for TroubleshootIamPolicy and publishes registry
+            # pushes, as Google does internally: straight to the emulators, past the Storage proxy's faults.
+            self.gke.env.update(PUBSUB_EMULATOR_HOST=self.pubsub.address, STORAGE_EMULATOR_HOST=self.storage.url)
+            self.gke.start()
         except BaseException:
             self.down()
             raise
@@ -192,6 +224,8 @@ class Sandbox:
               "state_dir": str(self.dir), "clusters_dir": str(self.clusters_dir)}
         if self.storage_proxy:
             ep["storage_admin"] = self.storage_proxy.admin_url  # the Storage proxy's faults and counters
+        # The Docker Registry v2 stand-in (Artifact Registry): clients send the registry's host as Host.
+        ep["registry"] = self.gke.registry_url()
         return ep
 
     def _write_endpoints(self) -> None:
@@ -211,12 +245,12 @@ class Sandbox:
 
     @property
     def storage_url(self) -> str:
-        """Where clients reach Storage: through its fault proxy when there is one."""
+        """Where clients reach Storage: through its proxy (always there once up)."""
         return self.storage_proxy.url if self.storage_proxy else self.storage.url
 
     @property
     def storage_faults(self) -> FaultProxy | None:
-        """The Storage proxy (``set_faults``, ``counts``...), or None without fault proxies."""
+        """The Storage proxy (``set_faults``, ``counts``...); None before ``up``."""
         return self.storage_proxy
 
     def cluster_faults(self, project: str, location: str, cluster: str):
@@ -259,7 +293,10 @@ class Sandbox:
     # --- the world before spinboot ---------------------------------------------------------------------------------
 
     def seed(self, cfg) -> list[str]:
-        """Create the target GKE clusters the file names, with their namespaces; returns their names."""
+        """Create what the file expects to exist before spinboot runs: the target GKE clusters with their
+        namespaces, and the Artifact Registry repositories its registries list, each image with a tag (teams push
+        to them; spinboot only reads). Returns the target names."""
+        self._seed_registries(cfg)
         from google.cloud import container_v1
 
         from ..gcp.gke import wait_operation
@@ -280,6 +317,30 @@ class Sandbox:
         for t, _ in made:
             self._create_namespaces(t, cm)
         return [t.name for t, _ in made]
+
+    SEED_TAG = "1.0.0"
+
+    def _seed_registries(self, cfg) -> None:
+        from google.api_core import exceptions
+
+        from ..config import names
+        from ..gcp.retry import RETRY
+
+        ar = self.gke.artifact_registry()
+        for r in cfg.registries:
+            if not names.is_google_registry(r.address):
+                continue
+            for path in r.repositories:
+                repo, problem = names.artifact_registry_repository(r.address, path)
+                if problem:
+                    continue
+                parent, repo_id = repo.rsplit("/repositories/", 1)
+                try:
+                    ar.create_repository(request={"parent": parent, "repository_id": repo_id,
+                                                  "repository": {"format_": "DOCKER"}}, retry=RETRY).result(60)
+                except exceptions.AlreadyExists:
+                    pass
+                self.gke.push_image(r.address, path, self.SEED_TAG)
 
     def admin_kubeconfig(self, project: str, location: str, cluster: str) -> Path:
         return self.clusters_dir / f"{project}-{location}-{cluster}" / "admin.kubeconfig"

@@ -3,7 +3,8 @@
 // would send, connection resets, and "after" faults where the call takes effect upstream and only its response
 // is lost. Protocol upgrades (kubectl exec over WebSocket/SPDY) and watches stream through untouched. It counts
 // every call by verb and resource, like the gRPC stand-ins count methods, behind the same admin endpoints
-// (/counts, /faults, /healthz). It binds 127.0.0.1 only.
+// (/counts, /faults, /healthz). It binds 127.0.0.1 only. With --iam-gate storage it also enforces Cloud Storage
+// IAM for calls made with a sandbox identity token (iamgate.go).
 package main
 
 import (
@@ -32,6 +33,7 @@ type proxy struct {
 	counts   *counters
 	style    string
 	upstream *url.URL
+	gate     *storageGate // nil: no IAM enforcement
 }
 
 func main() {
@@ -41,6 +43,8 @@ func main() {
 	tlsCert := flag.String("tls-cert", "", "serve TLS with this certificate (PEM); plain HTTP without")
 	tlsKey := flag.String("tls-key", "", "key of --tls-cert")
 	style := flag.String("error-style", "kubernetes", "body of injected errors: kubernetes (a Status) or google (JSON error)")
+	iamGate := flag.String("iam-gate", "", "enforce IAM for identity-token calls: storage (the upstream is the Cloud Storage JSON API; "+
+		"needs $"+sandboxsrv.SecretEnv+" and $"+sandboxsrv.RolesEnv+")")
 	var o sandboxsrv.Options
 	o.RegisterFlags() // --port, --admin-port, --ready-file, --faults (MATCH=CODE[:count=N][:rate=F][:delay=D][:after][:msg=T]), --exit-with-parent
 	flag.Parse()
@@ -79,10 +83,26 @@ func main() {
 		}
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
+	switch *iamGate {
+	case "":
+	case "storage":
+		g, err := sandboxsrv.GateFromEnv()
+		if err != nil {
+			log.Fatal(err)
+		}
+		p.gate = &storageGate{gate: g, upstream: up, client: &http.Client{Transport: tr}}
+	default:
+		log.Fatalf("--iam-gate must be storage (or empty)")
+	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(up)
 			pr.Out.Host = up.Host
+			if *style == "google" {
+				// The Storage emulator builds mediaLink and resumable-session URLs from Host: with the client's
+				// Host they lead back through this proxy (and its IAM gate), as real ones lead to Google.
+				pr.Out.Host = pr.In.Host
+			}
 		},
 		Transport:     tr,
 		FlushInterval: -1, // watches and logs stream
@@ -151,6 +171,14 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-time.After(f.Delay):
 		case <-r.Context().Done():
+		}
+	}
+	// IAM is decided where the call reaches the service: after a fault that fails it on the way in, before one
+	// that loses its answer on the way out.
+	if p.gate != nil && (f == nil || f.Code == "OK" || f.After) {
+		if ok, status := p.gate.check(w, r); !ok {
+			p.counts.end(key, false, status, false)
+			return
 		}
 	}
 	if f == nil || f.Code == "OK" {

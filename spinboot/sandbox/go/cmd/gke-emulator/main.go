@@ -63,6 +63,8 @@ func main() {
 	containerpb.RegisterClusterManagerServer(srv.GRPC, gke)
 	adminpb.RegisterIAMServer(srv.GRPC, iamSrv)
 	resourcemanagerpb.RegisterProjectsServer(srv.GRPC, proj)
+	registerTroubleshooter(srv, registerArtifactRegistry(srv, proj), iamSrv) // ar.go, troubleshoot.go
+	registerMetadata(srv, gke, iamSrv)                                       // metadata.go: Workload Identity tokens
 	// /clusters shows what tests cannot get through the API: which sandbox control plane backs which cluster.
 	srv.Admin.HandleFunc("/clusters", func(w http.ResponseWriter, _ *http.Request) {
 		gke.mu.Lock()

@@ -21,6 +21,9 @@ type provisioned struct {
 	endpoint   string // host:port, as GKE's Cluster.endpoint (GKE gives a bare IP; clients use https://ENDPOINT)
 	caPEM      string
 	kubeconfig string
+	// apiServer is the control plane's own URL (optional "api_server"), which the metadata server reads service
+	// accounts from: not through the fault proxy, whose faults are meant for spinboot's calls.
+	apiServer string
 }
 
 // provisioner runs the external commands that start and stop a real sandbox control plane per GKE cluster.
@@ -76,11 +79,13 @@ func (p *provisioner) provision(ctx context.Context, name string) (*provisioned,
 		Endpoint        string `json:"endpoint"`
 		CAPEM           string `json:"ca_pem"`
 		AdminKubeconfig string `json:"admin_kubeconfig"`
+		APIServer       string `json:"api_server"`
 	}
 	if err := json.Unmarshal(bytes.TrimSpace([]byte(lines[len(lines)-1])), &v); err != nil || v.Endpoint == "" || !strings.Contains(v.CAPEM, "BEGIN CERTIFICATE") {
 		return &provisioned{}, status.Errorf(codes.Internal, "sandbox provisioning of %s printed %q: want one JSON line {endpoint, ca_pem, admin_kubeconfig} (%v)", name, lines[len(lines)-1], err)
 	}
-	return &provisioned{endpoint: strings.TrimPrefix(v.Endpoint, "https://"), caPEM: v.CAPEM, kubeconfig: v.AdminKubeconfig}, nil
+	return &provisioned{endpoint: strings.TrimPrefix(v.Endpoint, "https://"), caPEM: v.CAPEM, kubeconfig: v.AdminKubeconfig,
+		apiServer: v.APIServer}, nil
 }
 
 func (p *provisioner) deprovision(ctx context.Context, name string) error {

@@ -1,7 +1,8 @@
 // Command pubsub-emulator serves Google's own in-memory Pub/Sub fake (pstest) on a loopback gRPC port, adds
 // the google.iam.v1.IAMPolicy service pstest lacks (topics and subscriptions, with etag semantics), and wraps
 // everything in the sandbox's fault injection and call counters. The Python client reaches it through
-// PUBSUB_EMULATOR_HOST.
+// PUBSUB_EMULATOR_HOST. Calls carrying a sandbox identity token (Spinnaker's Workload Identity) are allowed
+// only if the topic's or subscription's policy grants them (permissions.go); the operator's pass unchecked.
 package main
 
 import (
@@ -25,6 +26,7 @@ type iamServer struct {
 	iampb.UnimplementedIAMPolicyServer
 	ps       *pstest.GServer
 	policies *sandboxsrv.PolicyStore
+	gate     *sandboxsrv.Gate
 }
 
 // kind returns "topics" or "subscriptions" for a Pub/Sub resource name, or "" if it is neither.
@@ -78,6 +80,10 @@ func (s *iamServer) TestIamPermissions(ctx context.Context, req *iampb.TestIamPe
 	if err != nil {
 		return nil, err
 	}
+	if c := sandboxsrv.CallerFromContext(ctx, s.gate.Secret); !c.Operator() {
+		// An identity learns only what the resource's policy grants it, as at Google.
+		got = s.gate.Granted(c.Member, got, req.GetResource(), s.policies.Get(req.GetResource()))
+	}
 	return &iampb.TestIamPermissionsResponse{Permissions: got}, nil
 }
 
@@ -95,7 +101,25 @@ func main() {
 	o.RegisterFlags()
 	flag.Parse()
 	log.SetFlags(log.LstdFlags | log.Lmicroseconds)
+	gate, err := sandboxsrv.GateFromEnv()
+	if err != nil {
+		log.Print(err)
+		os.Exit(2)
+	}
+	srv, fake, err := newServer(&o, gate)
+	if err != nil {
+		log.Print(err)
+		os.Exit(2)
+	}
+	if err := srv.Serve(func() { _ = fake.Close() }); err != nil {
+		log.Print(err)
+		os.Exit(1)
+	}
+}
 
+// newServer puts pstest's services and the IAMPolicy service on one gRPC server that counts, injects faults and
+// enforces IAM for identity tokens, in that order (the IAM interceptor runs inside the other two).
+func newServer(o *sandboxsrv.Options, gate *sandboxsrv.Gate) (*sandboxsrv.Server, *pstest.Server, error) {
 	// pstest insists on owning a listener; it gets a throwaway one on loopback and we serve its
 	// implementation (GServer) on our own gRPC server, which carries the interceptors.
 	fake := pstest.NewServerWithAddress("127.0.0.1:0")
@@ -113,17 +137,14 @@ func main() {
 			policies.Delete(r.GetSubscription())
 		}
 	}
-	srv, err := sandboxsrv.New("pubsub-emulator", &o, after)
+	srv, err := sandboxsrv.New("pubsub-emulator", o, after, gate.Interceptors(permissions, policies.Get)...)
 	if err != nil {
-		log.Print(err)
-		os.Exit(2)
+		_ = fake.Close()
+		return nil, nil, err
 	}
 	pb.RegisterPublisherServer(srv.GRPC, &fake.GServer)
 	pb.RegisterSubscriberServer(srv.GRPC, &fake.GServer)
 	pb.RegisterSchemaServiceServer(srv.GRPC, &fake.GServer)
-	iampb.RegisterIAMPolicyServer(srv.GRPC, &iamServer{ps: &fake.GServer, policies: policies})
-	if err := srv.Serve(func() { _ = fake.Close() }); err != nil {
-		log.Print(err)
-		os.Exit(1)
-	}
+	iampb.RegisterIAMPolicyServer(srv.GRPC, &iamServer{ps: &fake.GServer, policies: policies, gate: gate})
+	return srv, fake, nil
 }

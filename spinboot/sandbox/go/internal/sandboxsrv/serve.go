@@ -52,11 +52,15 @@ type Server struct {
 	Faults   *Faults
 	Counters *Counters
 	Admin    *http.ServeMux
+	// AdminEnv, if set, names an environment variable set to the admin URL once it listens, so the commands this
+	// server runs (the GKE stand-in's provisioning hooks) can reach its admin endpoint.
+	AdminEnv string
 	opts     *Options
 }
 
-// New builds the gRPC server with counting/fault interceptors, loading initial faults from flags and env.
-func New(name string, o *Options, after AfterHook) (*Server, error) {
+// New builds the gRPC server with counting/fault interceptors, loading initial faults from flags and env. extra
+// options come after them: interceptors passed there (Gate.Interceptors) run inside the counting and fault ones.
+func New(name string, o *Options, after AfterHook, extra ...grpc.ServerOption) (*Server, error) {
 	fs := &Faults{}
 	for _, spec := range o.FaultSpecs() {
 		rules, err := ParseFaults(spec)
@@ -67,7 +71,7 @@ func New(name string, o *Options, after AfterHook) (*Server, error) {
 	}
 	cs := NewCounters()
 	s := &Server{Name: name, Faults: fs, Counters: cs, Admin: http.NewServeMux(), opts: o}
-	s.GRPC = grpc.NewServer(Interceptors(fs, cs, after)...)
+	s.GRPC = grpc.NewServer(append(Interceptors(fs, cs, after), extra...)...)
 	reflection.Register(s.GRPC) // lets grpcurl and humans explore the sandbox
 	s.routes()
 	return s, nil
@@ -108,6 +112,9 @@ func (s *Server) Serve(cleanup func()) error {
 	alis, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", s.opts.AdminPort))
 	if err != nil {
 		return err
+	}
+	if s.AdminEnv != "" {
+		_ = os.Setenv(s.AdminEnv, "http://"+alis.Addr().String())
 	}
 	admin := &http.Server{Handler: s.Admin, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = admin.Serve(alis) }()
