@@ -11,8 +11,11 @@ Behaviour mimicked from Halyard (command reference: https://spinnaker.io/docs/re
 * an edit that changes nothing prints "No changes supplied." and succeeds (Halyard's edit commands compare the
   node's hash before and after);
 * a ``password = true`` flag given without a value is read from stdin (hal prompts for it);
-* ``--kubeconfig-file`` is stored as an absolute path (halyard-cli's ``LocalFileConverter``) and must exist unless
-  ``--no-validate`` (``KubernetesAccountValidator``), and account names must match Halyard's pattern.
+* ``--kubeconfig-file`` is stored as an absolute path (halyard-cli's ``LocalFileConverter``); it is read when
+  ``hal deploy apply`` generates clouddriver's profile (spinboot/sandbox/hal/profiles.py), not at add/edit;
+* accounts are validated as Halyard's validators do (spinboot/sandbox/hal/validate.py) on add, edit, get and
+  delete, unless ``--no-validate``: a problem worse than a warning fails the command and the change is not saved
+  (Halyard's DaemonResponse reverts it); warnings are printed and the command succeeds.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any, TextIO
 import yaml
 
 from spinboot.render.halgrammar import Grammar, Invocation, Param, load_grammar
-from spinboot.sandbox.hal import backup
+from spinboot.sandbox.hal import backup, validate
 from spinboot.sandbox.hal.halconfig import (
     ACCOUNT_NAME, COLLECTIONS, FLAG_KEYS, META_FLAGS, HalFailure, Halconfig, node, segment_key)
 
@@ -74,6 +77,11 @@ def main(argv: list[str] | None = None, *, home: Path | str | None = None, stdin
         return 0
     try:
         return _dispatch(g, inv, out, home, stdin, api_client)
+    except validate.ValidationFailed as e:
+        # halyard-cli prints the problem set, then the failed task (ResponseUnwrapper, AnsiUi)
+        out.stderr.write(e.problems.format() + "\n\n")
+        out.stderr.write(f"- {e.summary}\n")
+        return 1
     except HalFailure as e:
         out.error(str(e))
         return 1
@@ -181,6 +189,8 @@ def _config(g: Grammar, cfg: Halconfig, inv: Invocation, out: Out, stdin: TextIO
             out.step(f"Get the {name} {kind}", ok=False)
             raise HalFailure(f'Problems in {dep["name"]}.{".".join(keys)}: {kind[:1].upper() + kind[1:]} "{name}" '
                            f"was not found.")
+        # AccountController.account: a GET validates the account first (GenericGetRequest)
+        _validate_account(inv, cfg, dep, keys, existing, out, f"Get {name} account")
         out.step(f"Get the {name} {kind}")
         out.raw(yaml.safe_dump(existing, sort_keys=False))
         return 0
@@ -191,6 +201,10 @@ def _config(g: Grammar, cfg: Halconfig, inv: Invocation, out: Out, stdin: TextIO
         items.remove(existing)
         if target.get("primaryAccount") == name:
             target["primaryAccount"] = items[0]["name"] if items else None
+        if collection == "accounts" and _provider(keys) and not inv.options.get("--no-validate"):
+            # AccountController.deleteAccount validates the provider's remaining accounts (validateAllAccounts)
+            problems = validate.provider_accounts(dep, _provider(keys), cfg)
+            _report(problems, out, f"Failed to delete account {name} for provider {_provider(keys)}.")
         cfg.save()
         out.step(f"Delete the {name} {kind}")
         out.result(f"Successfully deleted {kind} {name} from {owner}.")
@@ -203,6 +217,8 @@ def _config(g: Grammar, cfg: Halconfig, inv: Invocation, out: Out, stdin: TextIO
         _defaults(g, inv, item)
         _apply_flags(g, inv, item, stdin, cfg)
         _validate_item(inv, cfg, dep, kind, item)
+        _validate_account(inv, cfg, dep, keys, item, out, f"Failed to add account {name} for provider "
+                          f"{_provider(keys)}.")
         items.append(item)
         if "primaryAccount" in target and not target.get("primaryAccount") and collection == "accounts":
             target["primaryAccount"] = name          # Halyard makes the first account the primary one
@@ -219,6 +235,8 @@ def _config(g: Grammar, cfg: Halconfig, inv: Invocation, out: Out, stdin: TextIO
             out.raw("- No changes supplied.")
             return 0
         _validate_item(inv, cfg, dep, kind, edited)
+        _validate_account(inv, cfg, dep, keys, edited, out, f"Failed to edit account {name} for provider "
+                          f"{_provider(keys)}.")
         items[items.index(existing)] = edited
         cfg.save()
         out.step(f"Edit the {name} {kind}")
@@ -355,12 +373,29 @@ def _validate_item(inv: Invocation, cfg: Halconfig, dep: dict[str, Any], kind: s
         for a, b in (("kinds", "omitKinds"), ("namespaces", "omitNamespaces")):
             if item.get(a) and item.get(b):
                 raise HalFailure(f'At most one of "{a}" and "{b}" may be specified.')
-        kc = item.get("kubeconfigFile")
-        if kc and not cfg.resolve_file(kc).is_file():
-            raise HalFailure(f'Problems in {dep["name"]}.provider.kubernetes.{item["name"]}: Unable to read '
-                           f'kubeconfig file "{kc}": no such file.')
         registries = {a.get("name") for a in dep.get("providers", {}).get("dockerRegistry", {}).get("accounts", [])}
         for ref in item.get("dockerRegistries") or []:
             if ref.get("accountName") not in registries:
                 raise HalFailure(f'The chosen docker registry "{ref.get("accountName")}" is not configured '
                                "(add it with hal config provider docker-registry account add).")
+
+
+def _provider(keys: list[str]) -> str | None:
+    """The provider of a ``hal config provider P account ...`` command (halconfig key, e.g. dockerRegistry)."""
+    return keys[1] if len(keys) == 2 and keys[0] == "providers" else None
+
+
+def _report(problems: "validate.Problems", out: Out, failure: str) -> None:
+    if problems.failing:
+        raise validate.ValidationFailed(problems, failure)
+    if problems.items:
+        out.stderr.write(problems.format() + "\n")
+
+
+def _validate_account(inv: Invocation, cfg: Halconfig, dep: dict[str, Any], keys: list[str], item: dict[str, Any],
+                      out: Out, failure: str) -> None:
+    """Halyard's account validators (spinboot/sandbox/hal/validate.py), unless --no-validate."""
+    provider = _provider(keys)
+    if provider is None or inv.options.get("--no-validate"):
+        return
+    _report(validate.account(dep, provider, item, cfg), out, failure)

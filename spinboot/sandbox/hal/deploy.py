@@ -2,8 +2,16 @@
 distributed deployer names and labels them, applied to the deployment account's cluster.
 
 Nothing runs in them (the sandbox's nodes are kwok's), but a test can see what Halyard would have deployed:
-which services, images, sizes, and (in the ConfigMap ``spinnaker-profiles``) the ``*-local.yml`` profiles.
-Writes use server-side apply with field manager ``halyard``.
+which services, images, sizes, service accounts, and (in the ConfigMap ``spinnaker-profiles``) the
+``*-local.yml`` profiles. Writes use server-side apply with field manager ``halyard``.
+
+Before deploying, as Halyard: the whole deployment is validated unless ``--no-validate``
+(DeploymentController.deploy; spinboot/sandbox/hal/validate.py), and every service's profile is generated
+(profiles.py; a kubeconfig that cannot be read fails here even with ``--no-validate``). After the manifests are
+applied, the sandbox plays what the services do at startup with their own identity (spinboot/sandbox/spinnaker/
+play.py): a refusal fails ``hal deploy apply`` naming the service and the call, and the pods of that service are
+reported crash-looping (container waiting in CrashLoopBackOff, not Ready), so its Deployment never becomes
+available, as on GKE.
 """
 
 from __future__ import annotations
@@ -16,6 +24,8 @@ import time
 from typing import Any
 
 from spinboot.render.halgrammar import Invocation
+from spinboot.sandbox.hal import profiles as hal_profiles
+from spinboot.sandbox.hal import validate
 from spinboot.sandbox.hal.halconfig import HalFailure, Halconfig
 
 FIELD_MANAGER = "halyard"
@@ -74,8 +84,11 @@ def _sizing(dep: dict[str, Any], service: str) -> tuple[dict[str, Any], int]:
     return resources, int(replicas)
 
 
-def manifests(dep: dict[str, Any], profiles: dict[str, str], services: list[str]) -> list[dict[str, Any]]:
-    """Every object ``hal deploy apply`` writes for ``services`` (pure, for tests)."""
+def manifests(dep: dict[str, Any], profiles: dict[str, str], services: list[str],
+              service_accounts: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Every object ``hal deploy apply`` writes for ``services`` (pure, for tests). ``service_accounts``: service
+    -> the Kubernetes service account its pods run as (service-settings ``kubernetes.serviceAccountName``, which
+    Halyard's KubernetesV2Service puts into the pod spec, podSpec.yml)."""
     env = dep.get("deploymentEnvironment") or {}
     ns = env.get("location") or "spinnaker"
     version = str(dep.get("version") or "")
@@ -104,6 +117,9 @@ def manifests(dep: dict[str, Any], profiles: dict[str, str], services: list[str]
                                                "annotations": {"spinboot.io/profiles-sha256": profiles_sha}},
                                   "spec": {"containers": [container], "terminationGracePeriodSeconds": 60}}},
         })
+        sa = (service_accounts or {}).get(svc)
+        if sa:
+            objs[-1]["spec"]["template"]["spec"]["serviceAccountName"] = sa
         objs.append({
             "apiVersion": "v1", "kind": "Service",
             "metadata": {"name": f"spin-{svc}", "namespace": ns, "labels": labels},
@@ -253,22 +269,34 @@ def apply(cfg: Halconfig, inv: Invocation, out: Any, api_client: Any = None) -> 
     out.step("Get current deployment")
     if not inv.options.get("--no-validate"):
         _preflight(dep)
-    services = select_services(inv)
+        # DeploymentController.deploy: the deployment is validated before anything is deployed
+        problems = validate.deployment(dep, cfg)
+        if problems.failing:
+            raise validate.ValidationFailed(problems, "Failed to deploy Spinnaker.")
+        if problems.items:
+            out.stderr.write(problems.format() + "\n")
+    # A service whose settings say skipLifeCycleManagement (e.g. an external Redis with overrideBaseUrl) is not
+    # deployed by Halyard (ServiceSettings.skipLifeCycleManagement).
+    services = [s for s in select_services(inv)
+                if not hal_profiles.service_settings(cfg, dep["name"], s).get("skipLifeCycleManagement")]
+    spinnaker = hal_profiles.spinnaker_config(cfg, dep, services)
     out.step("Prep deployment")
     if inv.options.get("--prep-only"):
         return 0
     out.result("Preparation complete... deploying Spinnaker")
     api = api_client or client_for(cfg, dep)
-    ns = (dep.get("deploymentEnvironment") or {}).get("location") or "spinnaker"
+    ns = spinnaker.namespace
+    accounts = {s: c.service_account for s, c in spinnaker.services.items() if c.service_account != "default"}
     try:
         _ensure_namespace(api, ns)
-        for obj in manifests(dep, read_profiles(cfg, dep["name"]), services):
+        for obj in manifests(dep, read_profiles(cfg, dep["name"]), services, accounts):
             _apply_one(api, obj)
             if obj["kind"] == "Service":
                 out.step(f"Deploy {obj['metadata']['name']}")
     except ApiException as e:
         out.step("Apply deployment", ok=False)
         raise HalFailure(f"Failed to deploy Spinnaker: ({e.status}) {e.reason}: {_api_message(e)}") from e
+    _startup_play(spinnaker, api, out)
     if inv.options.get("--wait-for-completion"):
         minutes = inv.options.get("--wait-for-completion-timeout-minutes") or 10
         left = _wait(api, ns, services, minutes * 60)
@@ -284,3 +312,49 @@ def _api_message(e: Any) -> str:
         return json.loads(e.body).get("message") or str(e.body)
     except (TypeError, ValueError):
         return str(e.body)
+
+
+MAX_REFUSALS_SHOWN = 8
+
+
+def _startup_play(spinnaker: Any, api: Any, out: Any) -> None:
+    """Play the services' startup (spinboot/sandbox/spinnaker/play.py); on refusals, crash-loop their pods and
+    fail with every service and call named."""
+    from spinboot.sandbox.spinnaker import play as startup
+    from spinboot.sandbox.spinnaker.sandboxenv import SandboxEnv
+
+    env = SandboxEnv.from_environ()
+    kubelet = env.kubelet_api()             # the kubelet reports container states; tests fall back to the deployer
+    result = startup.play(spinnaker, env, spinnaker_api=kubelet or api)
+    counts: dict[str, int] = {}
+    for c in result.calls:
+        counts[c.split(":", 1)[0]] = counts.get(c.split(":", 1)[0], 0) + 1
+    played = sorted(counts)
+    summary = ", ".join(f"{s}: {n} call{'s' if n != 1 else ''}" for s, n in sorted(counts.items()))
+    out.step(f"Start Spinnaker's services ({summary or 'nothing to play'})", ok=not result.refusals)
+    for note in result.notes:
+        out.raw(f"  (sandbox) {note}")
+    failed = set(result.failed_services())
+    for svc in played:
+        if svc not in failed:
+            try:
+                startup.mark_recovered(kubelet or api, spinnaker.namespace, svc)   # a fixed crash loop recovers
+            except Exception:  # noqa: BLE001 - nothing was marked, or the pods are gone
+                pass
+    if not result.refusals:
+        return
+    lines = []
+    for svc in result.failed_services():
+        mine = [r for r in result.refusals if r.service == svc]
+        lines += [f"  {r.message()}" for r in mine[:MAX_REFUSALS_SHOWN]]
+        if len(mine) > MAX_REFUSALS_SHOWN:
+            lines.append(f"  ... and {len(mine) - MAX_REFUSALS_SHOWN} more refusals for spin-{svc}")
+        try:
+            startup.mark_crash_looping(kubelet or api, spinnaker.namespace, svc,
+                                       "\n".join(r.message() for r in mine))
+        except Exception as exc:  # noqa: BLE001 - the refusal stands; say why the pods could not show it
+            lines.append(f"  (could not mark spin-{svc}'s pods not ready: {exc})")
+    n = len(result.refusals)
+    raise HalFailure(f"Spinnaker's services would not start cleanly ({n} refusal{'s' if n != 1 else ''}, "
+                     f"{', '.join('spin-' + s for s in result.failed_services())} left not ready):\n"
+                     + "\n".join(lines))
