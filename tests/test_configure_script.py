@@ -17,6 +17,7 @@ import yaml
 from spinboot.config import load_config, load_config_bytes
 from spinboot.render import render_all
 from spinboot.sandbox.hal import launcher_dir
+from spinboot.sandbox.hal.testing import fake_google
 
 from .conftest import EXAMPLES
 
@@ -34,7 +35,11 @@ def run_script(home: Path, files: dict[str, bytes]) -> subprocess.CompletedProce
         (kubeconfigs / f"{name}.kubeconfig").write_text("apiVersion: v1\nkind: Config\n")
     env = {"HOME": str(home), "PATH": f"{launcher_dir()}:{os.environ['PATH']}", "SPINBOOT_HAL_PYTHON": sys.executable,
            "KUBECONFIG": str(home / "no-cluster")}
-    return subprocess.run(["bash", str(bundle / "configure.sh")], env=env, capture_output=True, text=True, timeout=300)
+    # Halyard validates the registry account by running its password command and reading tags: a metadata server
+    # and a registry for it to reach (the sandbox's e2e tests use the real stand-ins).
+    with fake_google(home) as google:
+        return subprocess.run(["bash", str(bundle / "configure.sh")], env={**env, **google}, capture_output=True,
+                              text=True, timeout=300)
 
 
 def halconfig(home: Path) -> dict:

@@ -125,10 +125,41 @@ def apply_halyard(kube: Kube, cfg: SpinbootConfig, files: dict[str, bytes], kube
     if result.returncode != 0:
         failing = [ln for ln in result.stderr.splitlines() if "configure.sh failed at line" in ln]
         detail = failing[-1] if failing else (result.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise HalyardError(f"configure.sh failed in {ns}/{pod_name()} (exit {result.returncode}): {detail}")
+        why = hal_problems(result.stdout + "\n" + result.stderr)
+        raise HalyardError(f"configure.sh failed in {ns}/{pod_name()} (exit {result.returncode}): {detail}"
+                           + (("\n" + "\n".join(why)) if why else ""))
     kube.apply(_state(cfg, want_bundle, want_kubes or have.get("kubeconfigsSha256", "")))
     wait_rollout(kube, cfg, progress)
     return changes
+
+
+def hal_problems(output: str, limit: int = 20) -> list[str]:
+    """Halyard's own account of a failure: its ``! ERROR`` lines and validation blocks (``Validation in ...``,
+    then indented ``? `` / ``- WARNING`` / ``spin-...`` lines), so the step names the service and the call."""
+    out, block = [], False
+    for line in output.splitlines():
+        stripped = line.strip()
+        if stripped.startswith(("! ERROR", "Validation in ")):
+            out.append(stripped)
+            block = True
+        elif block and (line.startswith((" ", "\t")) or stripped.startswith(("? ", "- WARNING", "- ERROR"))) and stripped:
+            out.append("  " + stripped)
+        else:
+            block = False
+    return list(dict.fromkeys(out))[:limit]
+
+
+def _crash_looping(kube: Kube, ns: str, deployment: dict) -> str | None:
+    """A pod of the Deployment waiting in CrashLoopBackOff, with its last termination message, or None."""
+    labels = ",".join(f"{k}={v}" for k, v in ((deployment.get("spec") or {}).get("selector") or {})
+                      .get("matchLabels", {}).items())
+    for pod in kube.list("v1", "Pod", ns, labels=labels or None):
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") == "CrashLoopBackOff":
+                last = ((cs.get("lastState") or {}).get("terminated") or {}).get("message") or waiting.get("message")
+                return f"{pod['metadata']['name']} is in CrashLoopBackOff" + (f": {last.strip()}" if last else "")
+    return None
 
 
 def wait_pod_ready(kube: Kube, ns: str, name: str, progress, timeout: float = POD_READY_SECONDS) -> None:
@@ -163,15 +194,21 @@ def wait_rollout(kube: Kube, cfg: SpinbootConfig, progress, timeout: float = ROL
         for d in deployments:
             spec, st = d.get("spec") or {}, d.get("status") or {}
             want = spec.get("replicas", 1)
+            # As `kubectl rollout status`: also pending while old replicas remain (a Ready old pod must not hide a
+            # crash-looping new one).
             if (st.get("observedGeneration", 0) < d["metadata"].get("generation", 0) or st.get("updatedReplicas", 0) < want
-                    or st.get("availableReplicas", 0) < want):
-                pending.append(d["metadata"]["name"])
+                    or st.get("availableReplicas", 0) < want or st.get("replicas", 0) > want):
+                pending.append(d)
         if deployments and not pending:
             return
+        # A crash loop does not heal by waiting: say which service and why now, not after the timeout.
+        crashing = [f"{d['metadata']['name']}: {why}" for d in pending if (why := _crash_looping(kube, ns, d))]
+        if crashing:
+            raise HalyardError(f"Spinnaker rollout in {ns} failed: " + "; ".join(crashing))
         if not said:
             progress(f"waiting for Spinnaker's rollout in {ns}")
             said = True
         if time.monotonic() > deadline:
-            what = ", ".join(pending) if deployments else "no Spinnaker Deployments found"
+            what = ", ".join(d["metadata"]["name"] for d in pending) if deployments else "no Spinnaker Deployments found"
             raise HalyardError(f"Spinnaker rollout in {ns} not complete after {timeout:.0f} s: {what}")
         time.sleep(1)
