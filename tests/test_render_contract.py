@@ -183,3 +183,13 @@ def test_registry_validation_waits_for_new_grants_only_when_told(tmp_path):
                                             "SPINBOOT_IAM_WAIT_SECONDS": "60"})
     assert waited.returncode == 0 and "ok after 2" in waited.stdout, waited.stderr
     assert "not readable yet" in waited.stdout
+
+
+def test_gate_behind_deck_must_trust_the_pod_range():
+    """Through Deck's /gate forwarding, Gate's direct peer is Deck's pod: if no private range is trusted, Gate
+    ignores the load balancer's X-Forwarded-Proto."""
+    narrow = MINIMAL.replace("apiUrl: https://spinnaker.acme.dev/gate}",
+                             "apiUrl: https://spinnaker.acme.dev/gate, trustedProxies: [35.191.0.0/16, 130.211.0.0/22]}")
+    warnings = [str(w) for w in load_config_bytes(narrow.encode(), "f.yaml").warnings]
+    assert any("arrive from Deck's pod" in w for w in warnings), warnings
+    assert not any("arrive from Deck's pod" in str(w) for w in load_config_bytes(MINIMAL.encode(), "f.yaml").warnings)

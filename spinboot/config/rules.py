@@ -119,6 +119,14 @@ def check_rules(cfg: SpinbootConfig, pos: "_Positions") -> list["Problem"]:
             err(("spinnaker", "exposure", "apiUrl"),
                 f"{e.api_url}: a /gate path works only on the UI's own host, where Deck forwards it to Gate "
                 f"(allowed: {ui.scheme}://{ui.netloc}/gate, or {api.scheme}://{api.netloc} with no path)")
+        elif e.behind_google_load_balancer and not any(
+                ipaddress.ip_network(t).overlaps(ipaddress.ip_network(p)) for t in e.trusted_proxies
+                for p in names.PRIVATE_RANGES[:3]):
+            # Through Deck, Gate's direct peer is Deck's pod, not Google's front end.
+            warn(("spinnaker", "exposure", "trustedProxies"),
+                 "Gate's /gate requests arrive from Deck's pod, whose address is in none of the trusted proxies: "
+                 "Gate will ignore X-Forwarded-Proto and build http:// redirects (recommended: include the "
+                 "cluster's pod range, e.g. 10.0.0.0/8)")
     if e.iap and not e.behind_google_load_balancer:
         err(("spinnaker", "exposure", "iap"), "IAP works only behind Google's load balancer "
                                               "(allowed: set behindGoogleLoadBalancer: true, or remove iap)")

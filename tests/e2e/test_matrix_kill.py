@@ -18,7 +18,7 @@ import pytest
 from .invariants import EXAMPLE, assert_exactly_once, assert_nothing_to_do, run, run_until
 
 FULL = bool(os.environ.get("SPINBOOT_FULL_MATRIX"))
-STEPS = ["iam:service-accounts", "pubsub", "storage", "rbac:platform", "rbac:platform-lab", "cluster",
+STEPS = ["iam:service-accounts", "pubsub", "storage", "registry-access", "rbac:platform", "rbac:platform-lab", "cluster",
          "iam:workload-identity", "halyard"]
 REDUCED = {"after iam:service-accounts", "after cluster", "during halyard"}
 
