@@ -113,7 +113,7 @@ def apply_halyard(kube: Kube, cfg: SpinbootConfig, files: dict[str, bytes], kube
     progress("copying the bundle into the Halyard pod")
     try:
         copy_into_pod(api, ns, pod_name(), BUNDLE_DIR, bundle_files(files), replace=True)
-        if kubeconfigs:
+        if kubeconfigs is not None:   # replace: a former target's kubeconfig leaves the pod with it
             copy_into_pod(api, ns, pod_name(), pod_paths.KUBECONFIG_DIR,
                           {pod_paths.kubeconfig_file(n): (b, 0o600) for n, b in kubeconfigs.items()}, replace=True)
         progress("running configure.sh in the Halyard pod")

@@ -1,9 +1,12 @@
 """Server-side apply with field manager ``spinboot``, comparison with live state, and pruning.
 
-Apply reads the live object first and sends nothing when every field spinboot sets already has its value, so a
-second ``apply`` makes no mutating call (like ``kubectl apply --server-side``, but without the no-op PATCH). A
-change is sent as a server-side apply patch (https://kubernetes.io/docs/reference/using-api/server-side-apply/),
-forced, because spinboot owns the fields it sets.
+Apply has server-side apply's real semantics (https://kubernetes.io/docs/reference/using-api/server-side-apply/):
+fields spinboot set before and no longer sets are removed, as the API server removes fields a manager stops
+applying. To know whether anything would change, apply does what ``kubectl diff --server-side`` does: a dry-run
+apply, compared with the live object; only a difference is written (forced, because spinboot owns the fields it
+sets). Each applied object carries a hash of what spinboot applied (``spinboot.dev/applied-sha256``), so an
+object whose live state still holds every field of an unchanged desired object is known to be unchanged without
+the dry run: a second ``apply`` makes no mutating call and no extra request.
 """
 
 from __future__ import annotations
@@ -15,10 +18,13 @@ from urllib.parse import quote
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from ..changes import Change
+from ..changes import Change, happened
 from .retry import kube_retry
 
 FIELD_MANAGER = "spinboot"
+APPLIED_HASH = "spinboot.dev/applied-sha256"
+# Fields the API server maintains: never a difference spinboot made.
+_SERVER_FIELDS = ("managedFields", "resourceVersion", "generation", "creationTimestamp", "uid")
 MANAGED_LABEL = "app.kubernetes.io/managed-by"
 
 # (apiVersion, kind) → (API prefix, plural, namespaced)
@@ -35,6 +41,7 @@ KINDS: dict[tuple[str, str], tuple[str, str, bool]] = {
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): ("/apis/rbac.authorization.k8s.io/v1", "clusterrolebindings", False),
     ("rbac.authorization.k8s.io/v1", "Role"): ("/apis/rbac.authorization.k8s.io/v1", "roles", True),
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): ("/apis/rbac.authorization.k8s.io/v1", "rolebindings", True),
+    ("coordination.k8s.io/v1", "Lease"): ("/apis/coordination.k8s.io/v1", "leases", True),  # spinboot.kube.lock
 }
 
 
@@ -90,22 +97,39 @@ class Kube:
         return None if status == 404 else data
 
     def apply(self, obj: dict, dry_run: bool = False) -> Change:
-        """Make the live object carry every field of ``obj``; returns what changed."""
+        """Make the live object exactly what spinboot applies (fields it dropped are removed); returns what
+        changed. With ``dry_run`` nothing is written; an object in a namespace that does not exist yet is a
+        "create" (the same plan creates the namespace)."""
         meta = obj["metadata"]
+        obj = with_applied_hash(obj)
         live = self.get(obj)
         if live is not None and contains(live, obj):
             return Change("unchanged", obj["kind"], meta["name"], meta.get("namespace"))
         query = {"fieldManager": FIELD_MANAGER, "force": "true"}
-        if dry_run:
-            query["dryRun"] = "All"
+        if live is not None or dry_run:
+            # What the object would become (kubectl diff --server-side): the server drops fields spinboot owned
+            # and no longer applies, and defaults the rest, so the comparison is the server's own.
+            try:
+                _, after = self.request("PATCH", object_path(obj), body=obj, query={**query, "dryRun": "All"},
+                                        content_type="application/apply-patch+yaml")
+            except ApiException as exc:
+                if dry_run and live is None and exc.status == 404:
+                    return Change("create", obj["kind"], meta["name"], meta.get("namespace"))
+                raise KubeError(f"{self.name}: cannot apply {obj['kind']} {_ref(meta)}: {_reason(exc)}") from None
+            if live is not None and same_object(live, after):
+                return Change("unchanged", obj["kind"], meta["name"], meta.get("namespace"))
+            if dry_run:
+                return Change("create" if live is None else "update", obj["kind"], meta["name"], meta.get("namespace"),
+                              "" if live is None else ", ".join(changed_paths(live, after)))
         try:
-            self.request("PATCH", object_path(obj), body=obj, query=query,
-                         content_type="application/apply-patch+yaml")
+            _, after = self.request("PATCH", object_path(obj), body=obj, query=query,
+                                    content_type="application/apply-patch+yaml")
         except ApiException as exc:
             raise KubeError(f"{self.name}: cannot apply {obj['kind']} {_ref(meta)}: {_reason(exc)}") from None
-        action = "create" if live is None else "update"
-        detail = "" if live is None else ", ".join(differences(live, obj))
-        return Change(action, obj["kind"], meta["name"], meta.get("namespace"), detail)
+        if live is None:
+            return happened(Change("create", obj["kind"], meta["name"], meta.get("namespace")))
+        return happened(Change("update", obj["kind"], meta["name"], meta.get("namespace"),
+                               ", ".join(changed_paths(live, after))))
 
     def delete(self, obj: dict, dry_run: bool = False) -> Change:
         meta = obj["metadata"]
@@ -114,7 +138,8 @@ class Kube:
             self.request("DELETE", object_path(obj), query=query, ok=(404,))
         except ApiException as exc:
             raise KubeError(f"{self.name}: cannot delete {obj['kind']} {_ref(meta)}: {_reason(exc)}") from None
-        return Change("delete", obj["kind"], meta["name"], meta.get("namespace"))
+        change = Change("delete", obj["kind"], meta["name"], meta.get("namespace"))
+        return change if dry_run else happened(change)
 
     def list(self, api_version: str, kind: str, namespace: str | None = None, labels: str | None = None) -> list[dict]:
         query = {"labelSelector": labels} if labels else None
@@ -135,17 +160,46 @@ def contains(live: Any, want: Any) -> bool:
     return live == want
 
 
-def differences(live: Any, want: Any, path: str = "") -> list[str]:
-    """Field paths where ``live`` does not carry ``want``'s value (for plan output)."""
-    if isinstance(want, dict) and isinstance(live, dict):
+def with_applied_hash(obj: dict) -> dict:
+    """``obj`` with an annotation hashing it (without the annotation): live objects carrying the same hash were
+    last applied from exactly this desired state."""
+    import hashlib
+
+    meta = dict(obj["metadata"])
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k != APPLIED_HASH}
+    bare = {**obj, "metadata": {**meta, "annotations": annotations} if annotations else
+            {k: v for k, v in meta.items() if k != "annotations"}}
+    digest = hashlib.sha256(json.dumps(bare, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return {**obj, "metadata": {**meta, "annotations": {**annotations, APPLIED_HASH: digest}}}
+
+
+def _comparable(obj: dict) -> dict:
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in _SERVER_FIELDS}
+    return {**{k: v for k, v in obj.items() if k != "status"}, "metadata": meta}
+
+
+def same_object(live: dict, after: dict) -> bool:
+    """Whether a dry-run apply's result equals the live object (server-maintained fields and status aside)."""
+    return _comparable(live) == _comparable(after)
+
+
+def changed_paths(live: Any, after: Any, path: str = "") -> list[str]:
+    """Field paths that differ between the live object and what it would become (added, changed or removed), for
+    plan output. Values are never shown: Secrets pass through here."""
+    if path == "" and isinstance(live, dict) and isinstance(after, dict):
+        live, after = _comparable(live), _comparable(after)
+    if isinstance(live, dict) and isinstance(after, dict):
         out = []
-        for k, v in want.items():
+        for k in sorted(set(live) | set(after)):
             sub = f"{path}.{k}" if path else k
-            out += [sub] if k not in live else differences(live[k], v, sub)
+            if k not in after:
+                out.append(f"-{sub}")
+            elif k not in live:
+                out.append(f"+{sub}")
+            else:
+                out += changed_paths(live[k], after[k], sub)
         return out
-    if isinstance(want, list) and isinstance(live, list) and len(want) == len(live):
-        return [d for i, (a, b) in enumerate(zip(live, want)) for d in differences(a, b, f"{path}[{i}]")]
-    return [] if live == want else [path]
+    return [] if live == after else [path]
 
 
 def _ref(meta: dict) -> str:

@@ -51,6 +51,11 @@ def apply_target(kube: Kube, target: Target, endpoint: str, dry_run: bool = Fals
                         + " (no longer rendered from the file); re-run with --yes to delete")
     result.changes.extend(stale if dry_run else prune_stale(kube, target, desired))
     if dry_run:
+        # Plan computes the kubeconfig apply would hand Halyard from the token already issued, so "target
+        # credentials changed" shows in a plan exactly as in apply; none yet means they will change.
+        issued = read_token(kube, target)
+        if issued:
+            result.kubeconfig = mint_kubeconfig(target.name, endpoint, issued[1], issued[0])
         return result
     token, ca = wait_for_token(kube, target)
     result.kubeconfig = mint_kubeconfig(target.name, endpoint, ca, token)
@@ -76,16 +81,23 @@ def prune_stale(kube: Kube, target: Target, desired: list[dict], dry_run: bool =
     return [kube.delete(o) for o in stale]
 
 
+def read_token(kube: Kube, target: Target) -> tuple[str, str] | None:
+    """(token, CA) from the account's token Secret once the token controller has filled it, else None."""
+    path = f"/api/v1/namespaces/{target.service_account.namespace}/secrets/{token_secret_name(target)}"
+    data = (kube.get(path) or {}).get("data") or {}
+    if data.get("token") and data.get("ca.crt"):
+        return base64.b64decode(data["token"]).decode(), base64.b64decode(data["ca.crt"]).decode()
+    return None
+
+
 def wait_for_token(kube: Kube, target: Target, timeout: float = TOKEN_WAIT_SECONDS) -> tuple[str, str]:
     """The token controller fills the Secret asynchronously; wait for it (with a deadline)."""
-    path = f"/api/v1/namespaces/{target.service_account.namespace}/secrets/{token_secret_name(target)}"
     deadline = time.monotonic() + timeout
     delay = 0.2
     while True:
-        secret = kube.get(path) or {}
-        data = secret.get("data") or {}
-        if data.get("token") and data.get("ca.crt"):
-            return base64.b64decode(data["token"]).decode(), base64.b64decode(data["ca.crt"]).decode()
+        issued = read_token(kube, target)
+        if issued:
+            return issued
         if time.monotonic() > deadline:
             raise KubeError(f"target {target.name}: the token Secret {token_secret_name(target)} was not filled within "
                             f"{timeout:.0f} s (is kube-controller-manager's token controller running?)")
