@@ -77,3 +77,26 @@ def test_cycles_and_unknown_dependencies_are_refused():
         run_graph([Step("a", "A", lambda c: [], ("b",)), Step("b", "B", lambda c: [], ("a",))], lambda e: None)
     with pytest.raises(GraphError, match="unknown"):
         run_graph([Step("a", "A", lambda c: [], ("nope",))], lambda e: None)
+
+
+def test_changes_made_before_a_failure_are_reported_once_as_they_happen():
+    from spinboot.changes import Change, happened
+
+    events: list[dict] = []
+
+    def writes_then_fails(ctx):
+        happened(Change("create", "ConfigMap", "a", "ns"))
+        happened(Change("unchanged", "ConfigMap", "b", "ns"))      # not a write: nothing to report
+        raise RuntimeError("the API went away")
+
+    def writes_and_returns(ctx):
+        made = happened(Change("update", "Secret", "s", "ns", "data.x"))
+        return [made, Change("unchanged", "Secret", "t", "ns")]
+
+    results = run_graph([Step("a", "A", writes_then_fails), Step("b", "B", writes_and_returns)], events.append)
+    assert results["a"].status == "failed" and [c.name for c in results["a"].changes] == ["a"]
+    said = [(e["step"], e["name"]) for e in events if e["event"] == "change"]
+    assert said.count(("a", "a")) == 1 and said.count(("b", "s")) == 1 and ("b", "t") in said
+    # the change event comes before the failure event
+    order = [(e["event"], e.get("status")) for e in events if e.get("step") == "a"]
+    assert order.index(("change", None)) < order.index(("step", "failed"))

@@ -13,7 +13,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..changes import Change
+from ..changes import Change, reporting
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -95,11 +95,21 @@ def run_graph(steps: list[Step], emit: Emit, max_workers: int | None = None) -> 
     by_name = {s.name: s for s in steps}
     running: dict[Future, str] = {}
 
+    made: dict[str, list[Change]] = {s.name: [] for s in steps}
+
     def execute(step: Step) -> list[Change]:
         ctx = StepContext(step, safe_emit)
-        changes = step.run(ctx)
-        for ch in changes:
+
+        def now(ch: Change) -> None:        # a write the API just accepted: say it at once
+            made[step.name].append(ch)
             safe_emit({"event": "change", "step": step.name, **ch.as_dict()})
+
+        with reporting(now):
+            changes = step.run(ctx)
+        said = {(c.action, c.kind, c.namespace, c.name) for c in made[step.name]}
+        for ch in changes:
+            if (ch.action, ch.kind, ch.namespace, ch.name) not in said:
+                safe_emit({"event": "change", "step": step.name, **ch.as_dict()})
         return changes
 
     with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="spinboot") as pool:
@@ -133,6 +143,7 @@ def run_graph(steps: list[Step], emit: Emit, max_workers: int | None = None) -> 
                     safe_emit({"event": "step", "step": name, "title": by_name[name].title, "status": "done",
                                "seconds": r.seconds})
                 except Exception as exc:  # a step's failure is reported, never a traceback
+                    r.changes = list(made[name])   # what it changed before it failed
                     r.status = "failed"
                     r.error = str(exc) or type(exc).__name__
                     event = {"event": "step", "step": name, "title": by_name[name].title, "status": "failed",

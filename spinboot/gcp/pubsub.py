@@ -14,7 +14,7 @@ import uuid
 from google.api_core import exceptions
 from google.protobuf import duration_pb2, field_mask_pb2
 
-from ..changes import Change
+from ..changes import Change, happened
 from ..config.model import Registry, SpinbootConfig
 from ..render.gcp import GCR_TOPIC
 from ..render.gcp import bindings_for
@@ -47,6 +47,7 @@ def ensure_topic(publisher, project: str, dry_run: bool = False) -> Change:
             publisher.create_topic(request={"name": path, "labels": {"managed-by": "spinboot"}}, retry=RETRY)
         except exceptions.AlreadyExists:
             return Change("unchanged", "Pub/Sub topic", path)
+        return happened(Change("create", "Pub/Sub topic", path))
     return Change("create", "Pub/Sub topic", path)
 
 
@@ -72,6 +73,8 @@ def ensure_subscription(subscriber, r: Registry, dry_run: bool = False) -> Chang
     except exceptions.NotFound:
         live = None
     if live is None:
+        change = Change("create", "Pub/Sub subscription", path,
+                        detail=f"ack deadline {r.subscription.ack_deadline_seconds} s")
         if not dry_run:
             try:
                 subscriber.create_subscription(request={
@@ -83,8 +86,9 @@ def ensure_subscription(subscriber, r: Registry, dry_run: bool = False) -> Chang
                 }, retry=RETRY)
             except exceptions.AlreadyExists:
                 pass
-        return Change("create", "Pub/Sub subscription", path,
-                      detail=f"ack deadline {r.subscription.ack_deadline_seconds} s")
+            else:
+                happened(change)
+        return change
     if live.topic != topic_path(r.project):
         return Change("blocked", "Pub/Sub subscription", path, detail=(
             f"it is attached to {live.topic}, not {topic_path(r.project)}, and a subscription's topic cannot change: "
@@ -111,6 +115,7 @@ def ensure_subscription(subscriber, r: Registry, dry_run: bool = False) -> Chang
                              "expiration_policy": NEVER_EXPIRE},
             "update_mask": field_mask_pb2.FieldMask(paths=paths),
         }, retry=RETRY)
+        return happened(Change("update", "Pub/Sub subscription", path, detail=", ".join(drift)))
     return Change("update", "Pub/Sub subscription", path, detail=", ".join(drift))
 
 

@@ -7,7 +7,7 @@ from typing import Callable
 
 from google.api_core import exceptions
 
-from ..changes import Change
+from ..changes import Change, happened
 from ..config.model import SpinbootConfig
 from ..render.gcp import bindings_for
 from .iam import BucketPolicy, ensure_bindings
@@ -47,6 +47,7 @@ def ensure_bucket(storage, cfg: SpinbootConfig, dry_run: bool = False,
             bucket.labels = {"managed-by": "spinboot"}
             try:
                 storage.create_bucket(bucket, project=cfg.storage_project, location=st.location)
+                happened(change)
             except exceptions.Conflict:  # an earlier, interrupted run made it, or another project owns the name
                 _check_owner(storage.get_bucket(st.bucket), cfg, project_number)
     # Every grant iam_spec lists on the bucket (front50 needs objectAdmin and legacyBucketReader).
