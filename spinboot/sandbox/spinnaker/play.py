@@ -129,9 +129,13 @@ def _front50(p: _Play, svc: ServiceConfig) -> None:
     client = storage.Client(project=gcs.get("project") or None, credentials=Credentials(token),
                             client_options={"api_endpoint": p.env.storage_url})
 
+    from google.api_core import retry as gretry
+
+    transient = gretry.Retry(predicate=gretry.if_transient_error, initial=0.2, maximum=2.0, timeout=30)
+
     def attempt(call: str, fn: Callable[[], Any], effect: str = "would fail") -> tuple[bool, Any]:
         try:
-            out = fn()
+            out = transient(fn)()
         except gexc.GoogleAPICallError as exc:
             p.refuse("front50", call, f"denied{who} ({exc.code} {exc.message})" if exc.code in (401, 403)
                      else f"{exc.code} {exc.message}", effect)
@@ -142,7 +146,7 @@ def _front50(p: _Play, svc: ServiceConfig) -> None:
     # GcsStorageService.ensureBucketExists (@PostConstruct): storage.get(bucket); null -> storage.create(bucket)
     call = f"storage.buckets.get on gs://{bucket_name}"
     try:
-        bucket = client.get_bucket(bucket_name, timeout=CALL_TIMEOUT_S)
+        bucket = transient(client.get_bucket)(bucket_name, timeout=CALL_TIMEOUT_S)
         p.ok("front50", call)
     except gexc.NotFound:
         p.ok("front50", call + " (404: front50 creates it)")
@@ -188,6 +192,15 @@ def _front50(p: _Play, svc: ServiceConfig) -> None:
 
 
 # -- echo ---------------------------------------------------------------------------------------------------------
+def _pubsub_retry():
+    from google.api_core import retry as gretry
+
+    return gretry.Retry(predicate=gretry.if_transient_error, initial=0.2, maximum=2.0, timeout=30)
+
+
+_PUBSUB_RETRY = _pubsub_retry()
+
+
 def _echo(p: _Play, svc: ServiceConfig) -> None:
     google = svc.get("pubsub.google") or {}
     subs = list(google.get("subscriptions") or [])
@@ -226,8 +239,9 @@ def _echo(p: _Play, svc: ServiceConfig) -> None:
             try:
                 with warnings.catch_warnings():   # deprecated, but the emulator would otherwise hold the pull open
                     warnings.simplefilter("ignore", DeprecationWarning)
+                    # The subscriber client retries UNAVAILABLE and the like; so does the play.
                     resp = client.pull(subscription=path, max_messages=1, return_immediately=True,
-                                       timeout=CALL_TIMEOUT_S, metadata=metadata)
+                                       timeout=CALL_TIMEOUT_S, metadata=metadata, retry=_PUBSUB_RETRY)
             except gexc.NotFound as exc:
                 p.refuse("echo", call, f"the subscription does not exist; echo gives up on it for good ({exc.message})")
                 continue
@@ -402,7 +416,33 @@ def _path(k: Kind, namespace: str | None) -> str:
     return f"{prefix}/namespaces/{namespace}/{k.resource}" if namespace else f"{prefix}/{k.resource}"
 
 
+# Answers a service retries rather than gives up on: clouddriver's kubectl calls are retried by its caching agents
+# and operations, and Google's clients retry them (https://cloud.google.com/storage/docs/retry-strategy). The
+# sandbox's fault injection produces exactly these, and they must not read as refusals.
+TRANSIENT_STATUS = (429, 500, 502, 503, 504)
+TRANSIENT_ATTEMPTS = 6
+
+
 def _request(api: Any, method: str, path: str, query: dict[str, str] | None = None, body: Any = None) -> tuple[int, Any]:
+    delay = 0.2
+    for attempt in range(TRANSIENT_ATTEMPTS):
+        try:
+            status, data = _request_once(api, method, path, query, body)
+        except Exception as exc:  # noqa: BLE001 - a reset or dropped connection: retried like a 503
+            if attempt == TRANSIENT_ATTEMPTS - 1:
+                raise
+            status, data = None, exc
+        if status not in TRANSIENT_STATUS and status is not None:
+            return status, data
+        if attempt == TRANSIENT_ATTEMPTS - 1:
+            return status, data
+        time.sleep(delay)
+        delay = min(delay * 2, 2.0)
+    raise AssertionError("unreachable")
+
+
+def _request_once(api: Any, method: str, path: str, query: dict[str, str] | None = None,
+                  body: Any = None) -> tuple[int, Any]:
     _, url, headers, payload, _ = api.param_serialize(
         method=method, resource_path=path, query_params=list((query or {}).items()),
         header_params={"Content-Type": "application/merge-patch+json" if method == "PATCH" else "application/json",
