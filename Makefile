@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 DEMO_SANDBOX := $(CURDIR)/out/sandbox
 demo: $(STAMP)
 	$(BIN)/spinboot validate -c examples/spinboot.yaml
-	$(BIN)/spinboot render -c examples/spinboot.yaml -o out/demo
+	$(BIN)/spinboot render -c examples/spinboot.yaml -d out/demo
 	SPINBOOT_SANDBOX_DIR=$(DEMO_SANDBOX) $(BIN)/spinboot sandbox up --seed examples/spinboot.yaml
 	SPINBOOT_SANDBOX_DIR=$(DEMO_SANDBOX) $(BIN)/spinboot apply -c examples/spinboot.yaml --sandbox --yes; \
 	rc=$$?; \

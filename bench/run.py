@@ -211,7 +211,7 @@ def render_cost(workdir: Path, runs: int = 5) -> dict:
     walls, rss = [], []
     for i in range(runs):
         t0 = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "spinboot", "render", "-c", str(EXAMPLE), "-o",
+        proc = subprocess.Popen([sys.executable, "-m", "spinboot", "render", "-c", str(EXAMPLE), "-d",
                                  str(workdir / f"render-{i}")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         _, status, usage = os.wait4(proc.pid, 0)
         walls.append(time.perf_counter() - t0)

@@ -279,7 +279,7 @@ def test_validate_with_closed_stdin_does_not_prompt(tmp_path):
 
 # --- docs/ci.md documents every event ---------------------------------------------------------------------------
 
-EVENT_SOURCES = ["spinboot/cli/main.py", "spinboot/cli/live.py", "spinboot/cli/output.py", "spinboot/engine/graph.py",
+EVENT_SOURCES = ["spinboot/cli/main.py", "spinboot/cli/common.py", "spinboot/cli/live.py", "spinboot/cli/output.py", "spinboot/engine/graph.py",
                  "spinboot/engine/stages.py", "spinboot/config/loader.py"]
 
 
@@ -303,7 +303,7 @@ def test_json_mode_writes_only_events_to_stdout(tmp_path):
     f = tmp_path / "spinboot.yaml"
     f.write_text((ROOT / "examples" / "spinboot.yaml").read_text())
     runner = CliRunner()
-    for args in (["validate", "-c", str(f)], ["render", "-c", str(f), "-o", str(tmp_path / "out")]):
+    for args in (["validate", "-c", str(f)], ["render", "-c", str(f), "-d", str(tmp_path / "out")]):
         result = runner.invoke(app, [*args, "--output", "json"])
         assert result.exit_code == 0, result.output
         events = [json.loads(line) for line in result.stdout.splitlines()]

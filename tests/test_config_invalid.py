@@ -171,6 +171,121 @@ CASES = [
 ]
 
 
+
+# Issue 11, item 8: what the consuming API would refuse is refused here, naming its documented limit.
+LOC = "location: us-central1-b}"
+
+
+def cluster_with(extra: str) -> str:
+    return MINIMAL.replace(LOC, f"location: us-central1-b, {extra}}}")
+
+
+def registry_with(address: str = "us-docker.pkg.dev", extra: str = "") -> str:
+    return with_registry(f"""  - name: images
+    project: acme-platform
+    address: {address}
+    repositories: [acme-platform/acme/tasks]
+{extra}""")
+
+
+LABELS_64 = "labels: {" + ", ".join(f"k{i}: v" for i in range(64)) + "}"
+NETWORKS_51 = "authorizedNetworks: [" + ", ".join(f"{{name: n{i}, cidr: 10.0.{i}.0/24}}" for i in range(51)) + "]"
+CASES += [
+    # GCP labels (https://cloud.google.com/compute/docs/labeling-resources#requirements)
+    ("labels-64", cluster_with(LABELS_64), "cluster.labels", 3, "at most 63"),
+    ("label-managed-by", cluster_with("labels: {managed-by: me}"), "cluster.labels", 3, "spinboot's own label"),
+    ("label-goog", cluster_with("labels: {goog-x: y}"), "cluster.labels", 3, "goog- labels are Google's own"),
+    ("label-key-digit-first", cluster_with("labels: {1team: sre}"), "cluster.labels.1team", 3, "not a valid label key"),
+    ("label-value-64", cluster_with("labels: {team: " + "a" * 64 + "}"), "cluster.labels.team", 3,
+     "not a valid label value"),
+    ("label-key-bytes", cluster_with("labels: {" + "\u65e5" * 50 + ": x}"), "cluster.labels." + "\u65e5" * 50, 3,
+     "bytes in UTF-8 (allowed: under 128 bytes)"),
+    # CIDR forms and GKE's authorized-network limit
+    ("networks-51-public", cluster_with(NETWORKS_51), "cluster.authorizedNetworks", 3, "at most 50 on a public"),
+    ("cidr-bare-address", cluster_with("authorizedNetworks: [{name: o, cidr: 203.0.113.7}]"),
+     "cluster.authorizedNetworks[0].cidr", 3, "the /PREFIX is missing"),
+    ("cidr-ipv6", cluster_with("authorizedNetworks: [{name: o, cidr: '2001:db8::/32'}]"),
+     "cluster.authorizedNetworks[0].cidr", 3, "IPv6"),
+    ("cidr-leading-zeros", cluster_with("authorizedNetworks: [{name: o, cidr: 010.0.0.0/8}]"),
+     "cluster.authorizedNetworks[0].cidr", 3, "not a valid CIDR block"),
+    ("trusted-proxy-bare", MINIMAL.replace("apiUrl: https://spinnaker.acme.dev/gate}",
+                                           "apiUrl: https://spinnaker.acme.dev/gate, trustedProxies: [10.1.2.3]}"),
+     "spinnaker.exposure.trustedProxies[0]", 7, "/PREFIX is missing"),
+    # URL hosts: DNS names, lowercase, ASCII (IDNA)
+    ("url-uppercase-host", MINIMAL.replace("uiUrl: https://spinnaker.acme.dev", "uiUrl: https://Spinnaker.acme.dev"),
+     "spinnaker.exposure.uiUrl", 7, "in lowercase, spinnaker.acme.dev"),
+    ("url-trailing-dot", MINIMAL.replace("uiUrl: https://spinnaker.acme.dev", "uiUrl: https://spinnaker.acme.dev."),
+     "spinnaker.exposure.uiUrl", 7, "trailing dot"),
+    ("url-label-ends-with-dash", MINIMAL.replace("uiUrl: https://spinnaker.acme.dev", "uiUrl: https://spinnaker-.dev"),
+     "spinnaker.exposure.uiUrl", 7, "label 'spinnaker-'"),
+    ("url-numeric-host", MINIMAL.replace("uiUrl: https://spinnaker.acme.dev", "uiUrl: https://999.1.1.1"),
+     "spinnaker.exposure.uiUrl", 7, "neither a host name nor an IPv4 address"),
+    ("url-unicode-host", MINIMAL.replace("uiUrl: https://spinnaker.acme.dev", "uiUrl: https://b\u00fccher.example"),
+     "spinnaker.exposure.uiUrl", 7, "its ASCII form, xn--bcher-kva.example"),
+    ("url-bad-punycode", MINIMAL.replace("uiUrl: https://spinnaker.acme.dev", "uiUrl: https://xn--zz.dev"),
+     "spinnaker.exposure.uiUrl", 7, "not valid punycode"),
+    ("url-bad-escape", MINIMAL.replace("uiUrl: https://spinnaker.acme.dev", "uiUrl: https://spinnaker.acme.dev/%zz"),
+     "spinnaker.exposure.uiUrl", 7, "%XX escapes"),
+    ("url-port-leading-zero", MINIMAL.replace("uiUrl: https://spinnaker.acme.dev", "uiUrl: https://a.dev:0443"),
+     "spinnaker.exposure.uiUrl", 7, "without leading zeros"),
+    # Spinnaker version forms
+    ("version-leading-zero", MINIMAL.replace("version: 2026.2.3", "version: 2026.02.3"), "spinnaker.version", 5,
+     "did you mean 2026.2.3?"),
+    ("version-v-prefix", MINIMAL.replace("version: 2026.2.3", "version: v2026.2.3"), "spinnaker.version", 5,
+     "without a 'v'"),
+    # registry host:port
+    ("registry-scheme", registry_with("https://us-docker.pkg.dev"), "registries[0].address", 15, "leave out the scheme"),
+    ("registry-path", registry_with("us-docker.pkg.dev/acme"), "registries[0].address", 15, "has no path"),
+    ("registry-port-0", registry_with("registry.acme.dev:0"), "registries[0].address", 15, "port '0' is not valid"),
+    ("registry-port-99999", registry_with("registry.acme.dev:99999"), "registries[0].address", 15,
+     "port 1 to 65535"),
+    ("registry-underscore", registry_with("my_registry.acme.dev"), "registries[0].address", 15, "label 'my_registry'"),
+    ("repository-triple-underscore", registry_with().replace("acme-platform/acme/tasks", "acme-platform/acme/a___b"),
+     "registries[0].repositories[0]", 16, "not a valid repository path"),
+    # image references (the Docker reference grammar)
+    ("image-no-registry", MINIMAL.replace("version: 2026.2.3", "version: 2026.2.3\n  halyard: {image: spinnaker/halyard:1.0}"),
+     "spinnaker.halyard.image", 6, "names no registry"),
+    ("image-no-tag", MINIMAL.replace("version: 2026.2.3", "version: 2026.2.3\n  halyard: {image: ghcr.io/spinnaker/halyard}"),
+     "spinnaker.halyard.image", 6, "no tag or digest"),
+    ("image-short-digest", MINIMAL.replace("version: 2026.2.3", "version: 2026.2.3\n  halyard: {image: 'ghcr.io/s/h@sha256:abc'}"),
+     "spinnaker.halyard.image", 6, "is not a digest"),
+    ("image-uppercase-path", MINIMAL.replace("version: 2026.2.3", "version: 2026.2.3\n  halyard: {image: ghcr.io/Spin/h:1}"),
+     "spinnaker.halyard.image", 6, "not a valid image path"),
+    ("image-tag-starts-with-dot", MINIMAL.replace("version: 2026.2.3", "version: 2026.2.3\n  halyard: {image: 'ghcr.io/s/h:.1'}"),
+     "spinnaker.halyard.image", 6, "tag '.1' is not valid"),
+    # values that would reach a hal flag starting with '-'
+    ("storage-location-dash", MINIMAL.replace("bucket: acme-spinnaker}", "bucket: acme-spinnaker, location: -us}"),
+     "spinnaker.storage.location", 6, "not a Cloud Storage location"),
+    ("root-folder-dash", MINIMAL.replace("bucket: acme-spinnaker}", "bucket: acme-spinnaker, rootFolder: -rf}"),
+     "spinnaker.storage.rootFolder", 6, "not starting with '-'"),
+    ("bucket-g00gle", MINIMAL.replace("bucket: acme-spinnaker", "bucket: acme-g00gle"), "spinnaker.storage.bucket", 6,
+     "not a valid bucket name"),
+    ("namespace-kube-prefix", MINIMAL.replace("namespaces: [prod]", "namespaces: [kube-flannel]"),
+     "targets[0].namespaces[0]", 11, "system namespace"),
+    # YAML 1.1 surprises: said how YAML read them
+    ("namespace-no", MINIMAL.replace("namespaces: [prod]", "namespaces: [prod, no]"), "targets[0].namespaces[1]", 11,
+     'no is read by YAML as the boolean false, not text (allowed: text; quote it: "no")'),
+    ("spinnaker-namespace-off", MINIMAL.replace("version: 2026.2.3", "version: 2026.2.3\n  namespace: off"),
+     "spinnaker.namespace", 6, "read by YAML as the boolean false"),
+    ("node-count-octal", cluster_with("nodePool: {nodeCount: 010}"), "cluster.nodePool.nodeCount", 3,
+     "010 is read by YAML 1.1 as the octal number 8"),
+    ("node-count-08", cluster_with("nodePool: {nodeCount: 08}"), "cluster.nodePool.nodeCount", 3,
+     "08 has a leading zero, so YAML 1.1 reads it as text"),
+    ("cache-interval-base-60", registry_with(extra="    cacheIntervalSeconds: 10:00\n"),
+     "registries[0].cacheIntervalSeconds", 17, "10:00 is read by YAML 1.1 as the base-60 number 600"),
+    ("label-value-on", cluster_with("labels: {env: on}"), "cluster.labels.env", 3,
+     "on is read by YAML as the boolean true"),
+    ("version-empty", MINIMAL.replace("version: 2026.2.3", "version:"), "spinnaker.version", 5, "read as no value"),
+    # acknowledging warnings
+    ("acknowledge-unknown", MINIMAL + "acknowledge: [halyard-unsuported]\n", "acknowledge[0]", 12,
+     "not a warning code"),
+    ("acknowledge-system-namespace", MINIMAL + "acknowledge: [system-namespace]\n", "acknowledge[0]", 12,
+     "cannot be acknowledged"),
+    ("acknowledge-twice", MINIMAL + "acknowledge: [plain-http, plain-http]\n", "acknowledge", 12,
+     "listed more than once"),
+]
+
+
 @pytest.mark.parametrize("case_id,text,path,line,needle", CASES, ids=[c[0] for c in CASES])
 def test_invalid_file_exits_2_naming_file_line_and_field(cli, tmp_path, case_id, text, path, line, needle):
     f = tmp_path / "spinboot.yaml"
@@ -229,16 +344,16 @@ def test_invalid_file_leaves_the_output_directory_untouched(cli, tmp_path):
     out = tmp_path / "out"
     good = tmp_path / "good.yaml"
     good.write_text(MINIMAL)
-    assert cli("render", "-c", good, "-o", out).exit_code == 0
+    assert cli("render", "-c", good, "-d", out).exit_code == 0
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     bad = tmp_path / "bad.yaml"
     bad.write_text(MINIMAL.replace("namespaces: [prod]", "namespaces: [kube-system]"))
-    result = cli("render", "-c", bad, "-o", out)
+    result = cli("render", "-c", bad, "-d", out)
     assert result.exit_code == 2
     after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert after == before
     fresh = tmp_path / "fresh"
-    assert cli("render", "-c", bad, "-o", fresh).exit_code == 2
+    assert cli("render", "-c", bad, "-d", fresh).exit_code == 2
     assert not fresh.exists()
 
 
@@ -250,7 +365,7 @@ def test_json_output_reports_problems_as_events(cli, tmp_path):
     result = cli("validate", "-c", f, "--output", "json")
     assert result.exit_code == 2
     events = [json.loads(line) for line in result.stdout.splitlines()]
-    problem = next(e for e in events if e["event"] == "problem")
+    problem = next(e for e in events if e["event"] == "problem" and e["severity"] == "error")
     assert problem["path"] == "regsitries" and problem["line"] == 12 and problem["file"] == str(f)
     assert events[-1]["event"] == "invalid"
 
@@ -271,3 +386,40 @@ def test_review_findings_stay_fixed(cli, tmp_path, change, path, needle):
     result = cli("validate", "-c", f)
     assert result.exit_code == 2, result.output
     assert any(f": {path}: " in ln and needle in ln for ln in result.stderr.splitlines()), result.stderr
+
+
+def test_shape_and_cross_field_problems_are_reported_in_one_run(cli, tmp_path):
+    """Unknown keys do not hide the rules of the part they are in (a system namespace in the target with the typo,
+    the cluster's private-node rules), nor rules across targets, nor Spinnaker's rules."""
+    f = tmp_path / "spinboot.yaml"
+    f.write_text(MINIMAL.replace("project: acme-platform\ncluster", "project: X\ncluster")
+                 .replace("location: us-central1-b}", "location: us-central1-b, privateNodes: true, releaseChanel: S}")
+                 .replace("namespaces: [prod]", "namespaces: [prod, kube-system]\n    tpyo: 1")
+                 .replace("apiUrl: https://spinnaker.acme.dev/gate", "apiUrl: https://spinnaker.acme.dev/api")
+                 + """  - name: platform
+    gke: {project: acme-platform, location: us-central1, cluster: other}
+    namespaces: [dev, dev]
+""")
+    result = cli("validate", "-c", f)
+    assert result.exit_code == 2
+    err = result.stderr
+    for path, needle in [("project", "not a valid project ID"),               # shape
+                         ("cluster.releaseChanel", "did you mean"),            # shape
+                         ("cluster.privateNodes", "masterIpv4CidrBlock"),      # rule, in the cluster with the typo
+                         ("targets[0].tpyo", "unknown key"),                   # shape
+                         ("targets[0].namespaces[1]", "system namespace"),     # rule, in the target with the typo
+                         ("targets[1].name", "already used by targets[0].name"),  # rule across targets
+                         ("targets[1].namespaces[1]", "listed twice"),         # rule
+                         ("spinnaker.exposure.apiUrl", "no path but /gate")]:  # rule
+        assert any(f": {path}: " in ln and needle in ln for ln in err.splitlines()), (path, err)
+
+
+def test_a_file_with_hundreds_of_problems_lists_the_first_hundred(cli, tmp_path):
+    f = tmp_path / "spinboot.yaml"
+    f.write_text(MINIMAL + "".join(f"unknown{i}: 1\n" for i in range(300)))
+    result = cli("validate", "-c", f)
+    assert result.exit_code == 2
+    lines = [ln for ln in result.stderr.splitlines() if re.match(re.escape(str(f)) + r":\d+:\d+: ", ln)]
+    assert len(lines) == 101, "100 problems (the file's one warning among them), then how many more"
+    assert lines[-1].endswith("... and 201 more problem(s) not listed (allowed: fix these first and run again)")
+    assert f"{f}: 300 problem(s); nothing was done." in result.stderr

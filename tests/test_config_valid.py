@@ -99,3 +99,92 @@ def test_version_parsing(version, calendar, new_keys):
 def test_default_halyard_image_follows_the_registry_move():
     assert default_halyard_image("2026.1.0") == "ghcr.io/spinnaker/halyard:2026.1.0"
     assert default_halyard_image("2025.3.1").startswith("us-docker.pkg.dev/spinnaker-community/docker/halyard")
+
+
+# --- issue 11: warnings with codes, acknowledged or loud; values at the edge of what the APIs allow -------------
+
+def test_a_warning_carries_its_code_and_can_be_acknowledged(cli, tmp_path):
+    f = tmp_path / "spinboot.yaml"
+    f.write_text(MINIMAL)
+    result = cli("validate", "-c", f)
+    assert "warning: spinnaker.version: " in result.stderr and result.stderr.rstrip().endswith("[halyard-unsupported]")
+    f.write_text(MINIMAL + "acknowledge:\n  - halyard-unsupported   # the move to kustomize is planned\n")
+    loaded = load_config_bytes(f.read_bytes(), "f.yaml")
+    assert loaded.warnings == [] and [w.code for w in loaded.acknowledged] == ["halyard-unsupported"]
+    result = cli("validate", "-c", f)
+    assert result.exit_code == 0 and "warning" not in result.stderr
+    assert "0 warning(s), 1 acknowledged" in result.stdout
+    events = [json.loads(line) for line in cli("validate", "-c", f, "-o", "json").stdout.splitlines()]
+    assert [e["event"] for e in events] == ["valid"] and events[0]["acknowledged"] == 1
+
+
+def test_warnings_name_their_code_in_json(cli):
+    events = [json.loads(line) for line in cli("validate", "-c", EXAMPLES / "minimal.yaml", "-o", "json").stdout.splitlines()]
+    warning = next(e for e in events if e["event"] == "problem")
+    assert warning["severity"] == "warning" and warning["code"] == "halyard-unsupported"
+
+
+SYSTEM = MINIMAL.replace("namespaces: [prod]", "namespaces: [prod, kube-system]\n    dangerouslyAllowSystemNamespaces: true")
+
+
+@pytest.mark.parametrize("command", [["validate"], ["render", "-d", "OUT"], ["plan"], ["status"]])
+def test_a_system_namespace_let_in_is_loud_on_every_command(cli, tmp_path, monkeypatch, command):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("NO_GCE_CHECK", "true")
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.delenv("SPINBOOT_SANDBOX", raising=False)
+    f = tmp_path / "spinboot.yaml"
+    f.write_text(SYSTEM)
+    result = cli(*[str(tmp_path / "out") if c == "OUT" else c for c in command], "-c", f)
+    assert "Traceback" not in result.output
+    [line] = [ln for ln in result.stderr.splitlines() if "[system-namespace]" in ln]
+    assert ": warning: targets[0].namespaces[1]: DANGER: Spinnaker may deploy into kube-system" in line
+    assert "acme-platform/us-central1/platform" in line
+
+
+def test_a_system_namespace_warning_cannot_be_acknowledged(cli, tmp_path):
+    f = tmp_path / "spinboot.yaml"
+    f.write_text(SYSTEM + "acknowledge: [system-namespace]\n")
+    result = cli("validate", "-c", f)
+    assert result.exit_code == 2 and "cannot be acknowledged" in result.stderr
+    events = [json.loads(line) for line in cli("validate", "-c", EXAMPLES / "minimal.yaml", "-o", "json").stdout.splitlines()]
+    assert not any(e.get("loud") for e in events)
+    f.write_text(SYSTEM)
+    events = [json.loads(line) for line in cli("validate", "-c", f, "-o", "json").stdout.splitlines()]
+    loud = [e for e in events if e.get("loud")]
+    assert len(loud) == 1 and loud[0]["code"] == "system-namespace" and loud[0]["severity"] == "warning"
+
+
+@pytest.mark.parametrize("change", [
+    ("location: us-central1-b}", "location: us-central1-b, labels: {\u00e9quipe: sr\u00e9, team: '', cost_center: a-1}}"),
+    ("location: us-central1-b}", "location: us-central1-b, labels: {" + ", ".join(f"k{i}: v" for i in range(63)) + "}}"),
+    ("location: us-central1-b}", "location: us-central1-b, privateNodes: true, masterIpv4CidrBlock: 172.16.0.32/28, "
+                                 "egress: cloud-nat, authorizedNetworks: ["
+     + ", ".join(f"{{name: n{i}, cidr: 10.0.{i}.0/24}}" for i in range(100)) + "]}"),
+    ("uiUrl: https://spinnaker.acme.dev, apiUrl: https://spinnaker.acme.dev/gate",
+     "uiUrl: https://xn--bcher-kva.example:8443/%7Eui, apiUrl: http://10.1.2.3:8084"),
+    ("version: 2026.2.3", "version: 2026.2.3\n  halyard: {image: 'localhost:5000/spin__naker/hal--yard:v1.2@sha256:"
+     + "0" * 64 + "'}"),
+    ("version: 2026.2.3", "version: 2026.0.10"),
+    ("version: 2026.2.3", "version: 1.38.0"),
+    ("bucket: acme-spinnaker}", "bucket: acme-spinnaker, location: NAM4, rootFolder: .front50}"),
+    ("bucket: acme-spinnaker}", "bucket: acme-spinnaker, location: US-CENTRAL1}"),
+    ("namespaces: [prod]", "namespaces: [prod, \"no\", \"on\", kubernetes]"),
+])
+def test_values_at_the_edge_of_what_the_apis_allow_are_valid(change):
+    text = MINIMAL.replace(*change)
+    assert text != MINIMAL
+    load_config_bytes(text.encode(), "f.yaml")
+
+
+def test_registry_addresses_and_repositories_at_the_edge():
+    text = MINIMAL + """registries:
+  - name: local
+    address: localhost:5000
+    repositories: [team/app__v2, team/app--v3, a.b/c_d]
+  - name: ip
+    address: 10.0.0.5:5443
+    repositories: [app]
+"""
+    cfg = load_config_bytes(text.encode(), "f.yaml").config
+    assert [r.address for r in cfg.registries] == ["localhost:5000", "10.0.0.5:5443"]

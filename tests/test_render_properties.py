@@ -47,7 +47,7 @@ def test_render_is_deterministic():
 
 def test_render_writes_the_design_paths(cli, tmp_path):
     out = tmp_path / "out"
-    result = cli("render", "-c", EXAMPLES / "spinboot.yaml", "-o", out)
+    result = cli("render", "-c", EXAMPLES / "spinboot.yaml", "-d", out)
     assert result.exit_code == 0, result.output
     written = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
     assert DESIGN_PATHS <= written
@@ -62,16 +62,16 @@ def test_render_writes_the_design_paths(cli, tmp_path):
 
 def test_render_refuses_a_directory_it_did_not_write(cli, tmp_path):
     (tmp_path / "notes.txt").write_text("keep me")
-    result = cli("render", "-c", EXAMPLES / "minimal.yaml", "-o", tmp_path)
+    result = cli("render", "-c", EXAMPLES / "minimal.yaml", "-d", tmp_path)
     assert result.exit_code == 2
     assert (tmp_path / "notes.txt").read_text() == "keep me"
 
 
 def test_render_replaces_a_previous_render_whole(cli, tmp_path):
     out = tmp_path / "out"
-    assert cli("render", "-c", EXAMPLES / "spinboot.yaml", "-o", out).exit_code == 0
+    assert cli("render", "-c", EXAMPLES / "spinboot.yaml", "-d", out).exit_code == 0
     assert (out / "rbac/platform-lab").is_dir()
-    assert cli("render", "-c", EXAMPLES / "minimal.yaml", "-o", out).exit_code == 0
+    assert cli("render", "-c", EXAMPLES / "minimal.yaml", "-d", out).exit_code == 0
     assert not (out / "rbac/platform-lab").exists(), "files of targets no longer in the file are gone"
     assert [p.name for p in tmp_path.iterdir()] == ["out"], "no temporary directories left behind"
 

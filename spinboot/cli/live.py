@@ -99,7 +99,11 @@ class RunView:
 
 
 def summarize(rep: Reporter, verb: str, results: dict[str, StepResult], dry_run: bool) -> tuple[int, int]:
-    """Print (or emit) the summary; returns (number of failed steps, number of changes)."""
+    """Print (or emit) the summary; returns (number of failed steps, number of changes).
+
+    Each change was already shown as it happened (RunView), so the summary counts and does not list them again.
+    A run with failed steps says so first, and never claims "0 changes" about work it could not look at: a failed
+    plan shows the changes it found only when it found some, marked as incomplete."""
     changes = [c for r in results.values() for c in r.changes]
     counts = {a: sum(1 for c in changes if c.action == a) for a in ("create", "update", "delete", "blocked", "unchanged")}
     failed = [r for r in results.values() if r.status == "failed"]
@@ -111,31 +115,28 @@ def summarize(rep: Reporter, verb: str, results: dict[str, StepResult], dry_run:
     if rep.json:
         return len(failed), mutating
     out = rep.out
+    word = "would" if dry_run else "did"
+    totals = (f"{word} create {counts['create']}, update {counts['update']}, delete {counts['delete']}; "
+              f"{counts['unchanged']} unchanged; {counts['blocked']} need an operator")
     out.print()
-    if dry_run:
-        for c in changes:
-            if c.action != "unchanged":
-                out.print(RunView._change_text(c), style=ACTION_STYLE.get(c.action), markup=False, highlight=False)
-        word = "would"
-    else:
-        word = "did"
-    if mutating == 0 and not counts["blocked"] and not failed:
-        out.print(f"No changes: live state matches the file ({counts['unchanged']} resources checked).", style="green")
-    else:
-        out.print(f"{verb}: {word} create {counts['create']}, update {counts['update']}, delete {counts['delete']}; "
-                  f"{counts['unchanged']} unchanged; {counts['blocked']} need an operator.", markup=False)
-    for c in changes:
-        if c.action == "blocked":
-            out.print(f"! {c.ref}: {c.detail}", style="red", markup=False)
     if failed:
-        rep.err.print(f"\n{len(failed)} step(s) failed:", style="red bold")
+        rep.err.print(f"{verb} failed: {len(failed)} of {len(results)} step(s) failed:", style="red bold",
+                      markup=False)
         for r in failed:
             rep.err.print(f"  {r.name}: {r.error}", style="red", markup=False)
         if skipped:
             rep.err.print("  not run because of that: " + ", ".join(r.name for r in skipped), markup=False)
         if done:
             rep.err.print("  already done: " + ", ".join(r.name for r in done), markup=False)
+        if mutating or counts["blocked"]:
+            what = "found so far (incomplete)" if dry_run else "made before the failure"
+            out.print(f"{verb}: changes {what}: {totals}.", markup=False)
         if not dry_run:
             rep.err.print("Re-running the same command resumes safely: finished work is detected and not repeated.",
                           markup=False)
+        return len(failed), mutating
+    if mutating == 0 and not counts["blocked"]:
+        out.print(f"No changes: live state matches the file ({counts['unchanged']} resources checked).", style="green")
+    else:
+        out.print(f"{verb}: {totals}.", markup=False)
     return len(failed), mutating

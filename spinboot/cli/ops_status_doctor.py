@@ -12,7 +12,7 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    from .main import EXIT_FAILED, ConfigOpt, OutputOpt, SandboxOpt, load_or_exit, make_clients
+    from .common import EXIT_FAILED, ConfigOpt, OutputOpt, SandboxOpt, load_or_exit, make_clients
     from .output import OutputFormat, Reporter
 
     @app.command()

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from .model import SpinbootConfig
+from .problems import ACKNOWLEDGEABLE, UNACKNOWLEDGEABLE, WARNINGS
 
 
 def _type_name(annotation) -> str:
@@ -76,7 +77,9 @@ editors (for yaml-language-server: `# yaml-language-server: $schema=spinboot.sch
 `spinboot schema > spinboot.schema.json`).
 
 Every problem is reported at once as `FILE:LINE:COL: field.path: what is wrong (what is allowed)`, exit code 2,
-and nothing is touched or written.
+and nothing is touched or written: the shape of the file (types, unknown keys, single-field rules) and the rules
+across fields, which still run on every part of the file whose own shape is right (the cluster, Spinnaker's
+settings, each target, each registry). At most 100 problems are listed, then how many more there are.
 
 | key | type | default | meaning |
 |---|---|---|---|
@@ -86,27 +89,64 @@ and nothing is touched or written.
 
 - **Names** follow Google's and Kubernetes' rules: GKE cluster and node pool names `[a-z]([-a-z0-9]*[a-z0-9])?`
   up to 40 characters; project IDs 6-30 characters; bucket names as in Cloud Storage (no `goog` prefix, no
-  `google`); service-account IDs 6-30 characters; Pub/Sub IDs 3-255 characters; namespaces as DNS labels.
+  `google` or close misspellings such as `g00gle`); service-account IDs 6-30 characters; Pub/Sub IDs 3-255
+  characters; namespaces as DNS labels.
+- **Labels** as GCP takes them: at most 63 (a resource has 64 and spinboot sets `managed-by: spinboot`), keys
+  starting with a lowercase letter or international character, keys and values up to 63 lowercase letters,
+  international characters, digits, `_` and `-`, each under 128 bytes; `managed-by` and `goog-*` keys are refused.
+- **Addresses**: CIDR blocks written as `ADDRESS/PREFIX`, IPv4, no host bits set; at most 50 authorized networks
+  on a public cluster and 100 with `privateNodes` (GKE's limits). URLs are `http(s)://host[:port][/path]` with a
+  lowercase DNS host (an internationalized name in its ASCII `xn--` form; the message gives it), a port 1-65535 and
+  a path of unreserved characters and `%XX` escapes. A registry `address` is `HOST[:PORT]` without scheme or path.
+- **Images** follow the Docker reference grammar with the registry written out and a tag or digest
+  (`ghcr.io/spinnaker/halyard:2026.2.3`, `REGISTRY/PATH@sha256:...`); repository paths likewise.
+- **Flags**: no value that reaches a `hal` flag in configure.sh can start with `-` (bucket location and root
+  folder included), so no value reads as a flag.
 - **Account names** are unique across `targets`, `registries` and `spinnaker.deployAccount`: clouddriver keeps
   one name space for all providers' accounts. Artifact account names are unique among themselves.
-- **Namespaces**: each once per target; `kube-system`, `kube-public`, `kube-node-lease`, `gke-*` and `gmp-*` are
-  refused unless the target sets `dangerouslyAllowSystemNamespaces: true`. The service account's own namespace
-  can never be a system namespace.
+- **Namespaces**: each once per target; system namespaces (`kube-*`, which Kubernetes reserves, `gke-*` and
+  `gmp-*`) are refused unless the target sets `dangerouslyAllowSystemNamespaces: true`, and then every command that
+  reads the file warns about each one (`system-namespace`, which cannot be acknowledged). The service account's own
+  namespace can never be a system namespace.
 - **One target per cluster** (same GKE reference or kubeconfig context twice is an error).
 - **Private nodes** need `cluster.masterIpv4CidrBlock`, a /28.
 - **Autoscaling**: `minNodeCount <= nodeCount <= maxNodeCount`.
 - **Registries**: a docker-registry account needs `repositories` listed; one subscription name per project;
   `cacheIntervalSeconds` at least 30, with a warning under 300 for Google's registries (`gcr.io`, `*.pkg.dev`).
 - **Ack deadline** 10 to 600 seconds (Pub/Sub's limits); message retention 10 minutes to 7 days.
-- **Spinnaker version**: a calendar version (2025.0.0 or later; 2025.0.0 is 1.38.0) or `1.x.y` up to 1.38.
+- **Spinnaker version**: a calendar version (2025.0.0 or later; 2025.0.0 is 1.38.0) or `1.x.y` up to 1.38,
+  without a `v` or leading zeros (`2026.02.3` names no release).
 - **IAP** needs `behindGoogleLoadBalancer: true`.
 
-Warnings (exit code stays 0): a Spinnaker version deployed with Halyard after upstream dropped support (2026.1),
-a Halyard image from the frozen community registry, a node pool that is not high-memory or smaller than
-Spinnaker's documented minimum (18 GB, 6 vCPU), http URLs behind the load balancer, Google's front-end ranges
-missing from `trustedProxies`.
+## YAML that does not mean what it looks like
+
+spinboot reads YAML 1.1, as Kubernetes does, and refuses a plain value whose meaning YAML would change silently,
+saying how YAML read it: `010` (the octal number 8), `10:00` (600, in base 60), `08` (text, not a number), and,
+where text is meant, `no`/`yes`/`on`/`off` (booleans), `1.30` (the number 1.3), `2026-02-03` (a date) and an empty
+value, `~` or `null` (nothing). Quote the value to keep it as written: `namespaces: ["no"]`, `version: "1.30"`.
+
+## Credentials and size
+
+A value (or key) that looks like a credential (a GitHub token `ghp_...`, a Google access token `ya29....`, a
+private key, a JSON Web Token, an API key) is an error wherever it is: spinboot.yaml holds no credentials. It is
+never echoed back, in text or JSON; every message and event spinboot prints is redacted the same way.
+
+A file is at most 256 KiB, 10 000 values (YAML aliases expanded) and 64 levels deep, so that a pathological file is
+refused in a fraction of a second. Lists are bounded as well: 200 targets, 500 namespaces per target, 100
+registries, 500 repositories per registry, 64 trusted proxies, 100 artifact accounts of each kind.
 """
-    return head + "\n".join(rows) + "\n" + rules
+    warnings = ["", "## Warnings", "",
+                "A warning does not change the exit code. Each has a code, printed at the end of the warning\n"
+                "(`FILE:LINE:COL: warning: path: message [code]`, and `code` in the JSON `problem` event). A known\n"
+                "warning can be acknowledged in the file, so CI logs show only what is new; `validate` still counts\n"
+                "acknowledged warnings:",
+                "", "```yaml", "acknowledge:", "  - halyard-unsupported   # the move to kustomize is planned", "```", "",
+                "| code | warns about |", "|---|---|"]
+    for code, what in WARNINGS.items():
+        note = " Cannot be acknowledged." if code in UNACKNOWLEDGEABLE else ""
+        warnings.append(f"| `{code}` | {what}.{note} |")
+    assert set(ACKNOWLEDGEABLE) | set(UNACKNOWLEDGEABLE) == set(WARNINGS)
+    return head + "\n".join(rows) + "\n" + rules + "\n".join(warnings) + "\n"
 
 
 if __name__ == "__main__":

@@ -1,14 +1,26 @@
 """Load spinboot.yaml into a validated SpinbootConfig, or into a list of precise problems.
 
 Every problem names the file, line and column, the field path (``targets[0].namespaces[1]``), what is wrong and
-what is allowed. All problems are collected before reporting: first the shape of the file (types, unknown keys,
-single-field rules, all at once), then, if the shape is right, the rules across fields (also all at once).
+what is allowed. All problems are collected before reporting, in one run: the shape of the file (types, unknown
+keys, single-field rules) and the rules across fields, which run on every part of the file whose shape is right
+(config.rules.Sections), so a typo in one target does not hide a system namespace in another.
+
+YAML 1.1 (what PyYAML, and Kubernetes' own YAML reader, implement) reads some plain values in ways nobody writing
+spinboot.yaml means: ``010`` is the octal 8, ``10:00`` is 600 (base 60), ``no``/``on`` are booleans, ``1.30`` is
+1.3. Where that would change a value's meaning silently, the problem says how YAML read it and how to write it.
+
+A value that looks like a credential (problems.secret_kind) is an error wherever it appears, and is never echoed.
+
+Bounds, so that a pathological file is refused in well under a second: at most MAX_FILE_BYTES, MAX_NODES values
+after alias expansion, MAX_DEPTH levels, and at most MAX_PROBLEMS problems reported (then a count of the rest).
 """
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,44 +30,30 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
+from yaml.composer import Composer
 
 from .model import SpinbootConfig
+from .problems import ConfigError, Path_, Positions, Problem, format_path, secret_kind, show
+from .rules import Sections, check_rules
 
-MAX_FILE_BYTES = 1 << 20
-MAX_NODES = 50_000  # bounds what YAML aliases can expand to ("billion laughs")
+__all__ = ["ConfigError", "Loaded", "Problem", "format_path", "load_config", "load_config_bytes", "parse_yaml",
+           "show"]
+
+# A spinboot.yaml is a few KB (the full example is under 2 KB; a hundred targets with twenty namespaces each stay
+# under 60 KB). 256 KiB leaves room for any real file and bounds the work a hostile one can ask for.
+MAX_FILE_BYTES = 256 * 1024
+# Values in the document, counted as it is read and again as aliases expand ("billion laughs"). A hundred targets
+# with fifty namespaces each are about 6 000; the bound keeps a hostile file's cost a small fraction of a second.
+MAX_NODES = 10_000
 MAX_DEPTH = 64  # the schema nests 6 deep; deeper input would exhaust Python's recursion limit (a traceback)
+MAX_PROBLEMS = 100  # a file with 40 000 unknown keys gets the first 100 and a count, not 40 000 lines
 
 _MAP, _SEQ, _MERGE = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:merge"
+_INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
 _TOO_DEEP = "tag:spinboot,2026:too-deep"  # stands in for a subtree the composer skipped (see _Loader)
 
-Path_ = tuple[str | int, ...]
-
-
-@dataclass(frozen=True)
-class Problem:
-    file: str
-    line: int
-    column: int
-    path: str
-    message: str
-    severity: str = "error"  # or "warning"
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}:{self.column}"
-        prefix = "warning: " if self.severity == "warning" else ""
-        return f"{where}: {prefix}{self.path or '(file)'}: {self.message}"
-
-    def as_event(self) -> dict[str, Any]:
-        return {"event": "problem", "severity": self.severity, "file": self.file, "line": self.line,
-                "column": self.column, "path": self.path, "message": self.message}
-
-
-class ConfigError(Exception):
-    """The file is invalid; ``problems`` says everything that is wrong with it."""
-
-    def __init__(self, problems: list[Problem]):
-        super().__init__("\n".join(str(p) for p in problems))
-        self.problems = problems
+# Kept for code that imported it from here.
+_Positions = Positions
 
 
 @dataclass
@@ -65,64 +63,32 @@ class Loaded:
     positions: dict[Path_, tuple[int, int]]
     warnings: list[Problem] = field(default_factory=list)
     raw: bytes = b""
-
-
-def format_path(path: Path_) -> str:
-    out = ""
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            part = str(part)
-            # A key with a newline or escape sequence must not break the one-line FILE:LINE:COL: path format.
-            out += ("." if out else "") + (part if part.isprintable() else repr(part))
-    return out
-
-
-def show(value: Any, limit: int = 80) -> str:
-    """repr() for messages: shortened when long, and safe for ints past Python's 4300-digit str() limit."""
-    try:
-        text = repr(value)
-    except ValueError:
-        if isinstance(value, int):
-            return f"a {value.bit_length()}-bit number"
-        return f"a {type(value).__name__} holding a number too long to print"
-    return text if len(text) <= limit else f"{text[:limit - 20]}... ({len(text)} characters)"
-
-
-class _Positions:
-    """Maps each path in the document to the line and column (1-based) where it is written."""
-
-    def __init__(self, file: str):
-        self.file = file
-        self.map: dict[Path_, tuple[int, int]] = {(): (1, 1)}
-        self.text: dict[Path_, str] = {}  # scalars as written, e.g. "1.30" that YAML reads as 1.3
-
-    def at(self, path: Path_) -> tuple[int, int]:
-        for n in range(len(path), -1, -1):
-            if path[:n] in self.map:
-                return self.map[path[:n]]
-        return (1, 1)
-
-    def problem(self, path: Path_, message: str, severity: str = "error") -> Problem:
-        line, col = self.at(path)
-        return Problem(self.file, line, col, format_path(path), message, severity)
+    acknowledged: list[Problem] = field(default_factory=list)  # warnings the file's `acknowledge:` silences
 
 
 def _mark(node: yaml.Node) -> tuple[int, int]:
     return (node.start_mark.line + 1, node.start_mark.column + 1)
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader whose composer stops descending at MAX_DEPTH.
+class _TooMany(Exception):
+    def __init__(self, mark):
+        self.mark = mark
+
+
+class _DepthBound:
+    """A composer that stops descending at MAX_DEPTH, and stops reading after MAX_NODES values.
 
     PyYAML composes nodes recursively, so ``[[[[...]]]]`` a few hundred levels deep raises RecursionError. A subtree
     below the limit is consumed (its events are read iteratively) and replaced by a marker node that ``_construct``
     reports with the field path where it starts."""
 
     _depth = 0
+    _nodes = 0
 
     def compose_node(self, parent, index):
+        self._nodes += 1
+        if self._nodes > MAX_NODES:
+            raise _TooMany(self.peek_event().start_mark)
         if self._depth >= MAX_DEPTH and self.check_event(yaml.SequenceStartEvent, yaml.MappingStartEvent):
             start = self.peek_event().start_mark
             level = 0
@@ -141,12 +107,52 @@ class _Loader(yaml.SafeLoader):
             self._depth -= 1
 
 
+class _PyLoader(_DepthBound, yaml.SafeLoader):
+    """Pure-Python SafeLoader with the depth bound."""
+
+
+if yaml.__with_libyaml__:
+    class _CLoader(_DepthBound, Composer, yaml.CSafeLoader):
+        """libyaml's scanner and parser (about six times faster than PyYAML's) under PyYAML's own composer, so the
+        depth bound, the alias handling and the node marks are the same as with _PyLoader."""
+
+        def __init__(self, stream):
+            yaml.CSafeLoader.__init__(self, stream)
+            Composer.__init__(self)
+
+    _Loader: type = _CLoader
+else:  # pragma: no cover - PyYAML without libyaml
+    _Loader = _PyLoader
+
+
 def _tag_name(tag: str) -> str:
     return tag.replace("tag:yaml.org,2002:", "!!")
 
 
-def _construct(loader: yaml.SafeLoader, root: yaml.Node, pos: _Positions) -> Any:
-    """Build plain Python data from the node tree, recording positions and refusing duplicate keys.
+# YAML 1.1 integers that do not mean what they look like (https://yaml.org/type/int.html): a leading 0 is octal
+# (010 is 8), and colons make base 60 (10:00 is 600). Floats in base 60 likewise (https://yaml.org/type/float.html).
+_OCTAL = re.compile(r"[-+]?0[0-7_]+")
+_SEXAGESIMAL = re.compile(r"[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?")
+
+
+def _surprise(node: yaml.ScalarNode, value: Any) -> str | None:
+    """How YAML 1.1 read a plain scalar, when that is not what it looks like; None when it is."""
+    if node.style:  # quoted: text is text
+        return None
+    text = node.value
+    if node.tag == _INT and _OCTAL.fullmatch(text) and isinstance(value, int):
+        return (f"{text} is read by YAML 1.1 as the octal number {value} (allowed: {text.lstrip('0') or '0'} or "
+                f"{value} without the leading zero; or quote it, \"{text}\", if it is text)")
+    if node.tag in (_INT, _FLOAT) and ":" in text and _SEXAGESIMAL.fullmatch(text):
+        return (f"{text} is read by YAML 1.1 as the base-60 number {show(value)} (allowed: {show(value)}; or quote "
+                f"it, \"{text}\", if it is text)")
+    return None
+
+
+def _construct(loader, root: yaml.Node, pos: Positions) -> tuple[Any, list[Problem]]:
+    """Build plain Python data from the node tree, recording positions, refusing duplicate keys, and noting values
+    YAML 1.1 reads surprisingly and values that look like credentials (each becomes None or a placeholder, and a
+    problem).
 
     Merge keys (``<<: *anchor``) are resolved here rather than by PyYAML's flatten_mapping, so that what they expand
     to is counted against MAX_NODES, a merge that refers to its own mapping is an error (not endless recursion), and
@@ -159,6 +165,11 @@ def _construct(loader: yaml.SafeLoader, root: yaml.Node, pos: _Positions) -> Any
     def add(node: yaml.Node, path: Path_, message: str) -> None:
         line, col = _mark(node)
         problems.append(Problem(pos.file, line, col, format_path(path), message))
+
+    def secret(node: yaml.Node, path: Path_, kind: str) -> None:
+        add(node, path, f"this looks like {kind}, which is not shown here: spinboot.yaml holds no credentials "
+                        "(allowed: keep it in a Kubernetes Secret and name the Secret, e.g. tokenSecret: {name, key}; "
+                        "if this file was committed or shared, revoke the credential)")
 
     def build(node: yaml.Node, path: Path_, depth: int = 0, ancestors: frozenset[int] = frozenset()) -> Any:
         nonlocal count
@@ -198,6 +209,10 @@ def _construct(loader: yaml.SafeLoader, root: yaml.Node, pos: _Positions) -> Any
                     add(key_node, path, "a key must be a plain string (allowed: name: value)")
                     continue
                 key = key_node.value
+                kind = secret_kind(key)
+                if kind:
+                    key = f"[redacted key {len(out)}]"
+                    secret(key_node, path + (key,), kind)
                 child = path + (key,)
                 if key in out:
                     first = pos.map.get(child, (0, 0))[0]
@@ -216,20 +231,30 @@ def _construct(loader: yaml.SafeLoader, root: yaml.Node, pos: _Positions) -> Any
                 items.append(build(item, path + (i,), depth + 1, inner))
             return items
         pos.text[path] = node.value
+        if node.style:
+            pos.quoted.add(path)
+        kind = secret_kind(node.value)
+        if kind:
+            secret(node, path, kind)
+            return "[redacted]"
         try:
-            return loader.construct_object(node, deep=True)
+            value = loader.construct_object(node, deep=True)
         except yaml.constructor.ConstructorError as exc:
             add(node, path, f"not valid YAML: {exc.problem} (allowed: plain values, without tags)")
+            return None
         except ValueError as exc:  # int() past 4300 digits, a date such as 2026-13-45
             reason = str(exc).split(";")[0].split(":")[0]
             add(node, path, f"{show(node.value)} cannot be read as {_tag_name(node.tag)} ({reason}; allowed: a value "
                             "of the field's type, or quote it to make it text)")
-        return None
+            return None
+        surprise = _surprise(node, value)
+        if surprise:
+            add(node, path, surprise)
+            return None
+        return value
 
     data = build(root, ())
-    if problems:
-        raise ConfigError(problems)
-    return data
+    return data, problems
 
 
 def _path_at(text: str, index: int) -> Path_:
@@ -246,7 +271,7 @@ def _path_at(text: str, index: int) -> Path_:
             frames[-1][1] += 1
 
     try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        for event in yaml.parse(text, Loader=yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader):
             ending = isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent, yaml.DocumentEndEvent))
             if event.start_mark.index > index or (event.start_mark.index == index and not ending):
                 break
@@ -276,10 +301,14 @@ def _path_at(text: str, index: int) -> Path_:
     return tuple(path)
 
 
-def parse_yaml(raw: bytes, file: str) -> tuple[Any, _Positions]:
-    pos = _Positions(file)
+def parse_yaml(raw: bytes, file: str) -> tuple[Any, Positions, list[Problem]]:
+    """The document as plain data, where each value is written, and the problems found while reading it that do
+    not stop reading (values YAML reads surprisingly, credentials, duplicate keys, tags). Problems that stop reading
+    (syntax, size, encoding) raise ConfigError."""
+    pos = Positions(file)
     if len(raw) > MAX_FILE_BYTES:
-        raise ConfigError([Problem(file, 1, 1, "", f"the file is larger than {MAX_FILE_BYTES} bytes (allowed: at most {MAX_FILE_BYTES})")])
+        raise ConfigError([Problem(file, 1, 1, "", f"the file is larger than {MAX_FILE_BYTES} bytes (allowed: at "
+                                                    f"most {MAX_FILE_BYTES}; a spinboot.yaml is a few KB)")])
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -298,7 +327,12 @@ def parse_yaml(raw: bytes, file: str) -> tuple[Any, _Positions]:
         if root is None:
             raise ConfigError([Problem(file, 1, 1, "", "the file is empty (allowed: a mapping with project, "
                                                         "cluster, spinnaker; run 'spinboot init' for a starter)")])
-        data = _construct(loader, root, pos)
+        data, problems = _construct(loader, root, pos)
+    except _TooMany as exc:
+        raise ConfigError([Problem(file, exc.mark.line + 1, exc.mark.column + 1,
+                                   format_path(_path_at(text, exc.mark.index)),
+                                   f"the document has more than {MAX_NODES} values (allowed: a normal-sized file)")]
+                          ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -320,9 +354,10 @@ def parse_yaml(raw: bytes, file: str) -> tuple[Any, _Positions]:
         if loader is not None:
             loader.dispose()
     if not isinstance(data, dict):
-        raise ConfigError([Problem(file, 1, 1, "", f"the top level is a {type(data).__name__} "
-                                                    "(allowed: a mapping with project, cluster, spinnaker, ...)")])
-    return data, pos
+        problems.append(Problem(file, 1, 1, "", f"the top level is a {type(data).__name__} "
+                                                "(allowed: a mapping with project, cluster, spinnaker, ...)"))
+        raise ConfigError(problems)
+    return data, pos, problems
 
 
 # --- pydantic errors to problems --------------------------------------------------------------------------------
@@ -409,7 +444,32 @@ def path_is_tag(part: str) -> bool:
     return "[" in part or part.startswith(("function-", "union", "literal", "nullable"))
 
 
-def _describe(err: dict[str, Any], path: Path_, pos: _Positions) -> str:
+_TYPE_WORDS = {bool: "the boolean", int: "the integer", float: "the number", datetime.date: "the date",
+               datetime.datetime: "the timestamp", bytes: "binary data"}
+
+
+def _read_as(value: Any, path: Path_, pos: Positions, wanted: str, allowed: str) -> str:
+    """Say how YAML read a plain value that the field wanted as something else, and how to write it."""
+    written = pos.text.get(path, "")
+    shown = written if len(written) <= 80 else f"{written[:60]}... ({len(written)} characters)"
+    if value is None:
+        what = "no value (YAML reads an empty value, ~ and null as nothing)"
+        how = f"{allowed}, or leave the key out for its default" if wanted != "text" else \
+            "text, or leave the key out for its default"
+        return f"{shown or 'the value'} is read as {what}, not {wanted} (allowed: {how})"
+    if isinstance(value, bool):
+        reading = f"the boolean {str(value).lower()}"
+    elif isinstance(value, bytes):
+        reading = "binary data"
+    else:
+        word = next((w for t, w in _TYPE_WORDS.items() if type(value) is t), f"a {type(value).__name__}")
+        reading = f"{word} {value.isoformat() if isinstance(value, datetime.date) else show(value)}"
+    if wanted == "text":
+        return f"{shown} is read by YAML as {reading}, not text (allowed: text; quote it: \"{shown}\")"
+    return f"{shown} is read by YAML as {reading}, not {wanted} (allowed: {allowed})"
+
+
+def _describe(err: dict[str, Any], path: Path_, pos: Positions) -> str:
     kind = err["type"]
     value = err.get("input")
     model, info = _field_at(path)
@@ -434,17 +494,23 @@ def _describe(err: dict[str, Any], path: Path_, pos: _Positions) -> str:
         return f"{err['msg'].lower()} (allowed: {description or 'see docs/configuration.md'})"
     if kind == "literal_error":
         return f"{show(value)} is not allowed (allowed: {err['ctx']['expected']})"
-    if kind == "string_type" and isinstance(value, (int, float, bool)):
-        written = pos.text.get(path) or show(value)
-        written = written if len(written) <= 80 else f"{written[:60]}... ({len(written)} characters)"
-        return f"{written} is read as a {type(value).__name__}, not a string (allowed: text; quote it: \"{written}\")"
+    if kind == "string_type" and path in pos.text and not isinstance(value, str):
+        return _read_as(value, path, pos, "text", "text")
     if kind in ("int_type", "int_parsing", "int_from_float"):
         if isinstance(value, float) and not math.isfinite(value):
             return f"{show(value)} is not a finite number (allowed: {_bounds(info) or 'an integer'})"
         if isinstance(value, str):
+            if path not in pos.quoted and re.fullmatch(r"[-+]?0[0-9_]+", value):
+                # 08 and 09 are not octal, so YAML 1.1 reads them as text, not as numbers.
+                return (f"{value} has a leading zero, so YAML 1.1 reads it as text, not a number (allowed: "
+                        f"{value.lstrip('+-0') or '0'}; {_bounds(info) or 'an integer'})")
             return f"{show(value)} is text, not a whole number (allowed: {_bounds(info) or 'an integer'}; " \
                    f"write it without quotes)"
+        if isinstance(value, bool) or value is None:
+            return _read_as(value, path, pos, "a whole number", _bounds(info) or "an integer")
         return f"{show(value)} is not a whole number (allowed: {_bounds(info) or 'an integer'})"
+    if kind in ("bool_type", "bool_parsing") and path in pos.text and value is None:
+        return _read_as(value, path, pos, "true or false", "true or false")
     if kind in ("bool_type", "bool_parsing"):
         return f"{show(value)} is not a boolean (allowed: true or false)"
     if kind in ("model_type", "model_attributes_type", "dict_type"):
@@ -459,10 +525,14 @@ def _describe(err: dict[str, Any], path: Path_, pos: _Positions) -> str:
     return f"{err['msg']} (allowed: {description or 'see docs/configuration.md'})"
 
 
-def _pydantic_problems(exc: ValidationError, data: Any, pos: _Positions) -> list[Problem]:
+def _pydantic_problems(exc: ValidationError, data: Any, pos: Positions) -> tuple[list[Problem], int]:
+    """The problems pydantic found, described, at most MAX_PROBLEMS of them; and how many more there are."""
     problems = []
     seen = set()
-    for err in exc.errors(include_url=False):
+    errors = exc.errors(include_url=False)
+    for n, err in enumerate(errors):
+        if len(problems) >= MAX_PROBLEMS:
+            return problems, len(errors) - n
         path = _real_path(err["loc"], data)
         message = _describe(err, path, pos)
         key = (path, message)
@@ -470,13 +540,11 @@ def _pydantic_problems(exc: ValidationError, data: Any, pos: _Positions) -> list
             continue
         seen.add(key)
         problems.append(pos.problem(path, message))
-    return problems
+    return problems, 0
 
 
 def load_config(path: str | Path) -> Loaded:
     """Read and validate a spinboot file. Raises ConfigError with every problem found."""
-    from .rules import check_rules
-
     path = Path(path)
     name = str(path)
     try:
@@ -492,17 +560,47 @@ def load_config(path: str | Path) -> Loaded:
     return load_config_bytes(raw, name, path)
 
 
-def load_config_bytes(raw: bytes, name: str, path: Path | None = None) -> Loaded:
-    from .rules import check_rules
+def _within(path: str, prefixes: set[str]) -> bool:
+    return any(path == p or path.startswith((p + ".", p + "[")) for p in prefixes)
 
-    data, pos = parse_yaml(raw, name)
+
+def _report(found: list[Problem], file: str, more: int = 0) -> ConfigError:
+    """Sorted by place; at most MAX_PROBLEMS, then how many more (``more``: those not even described)."""
+    found = sorted(found, key=lambda p: (p.line, p.column))
+    rest = max(len(found) - MAX_PROBLEMS, 0) + more
+    if rest:
+        found = found[:MAX_PROBLEMS]
+        last = found[-1]
+        found.append(Problem(file, last.line, last.column, "", f"... and {rest} more problem(s) not listed "
+                                                               "(allowed: fix these first and run again)"))
+    return ConfigError(found, rest)
+
+
+def load_config_bytes(raw: bytes, name: str, path: Path | None = None) -> Loaded:
+    data, pos, read_problems = parse_yaml(raw, name)
+    read_paths = {p.path for p in read_problems}
     try:
         config = SpinbootConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(sorted(_pydantic_problems(exc, data, pos), key=lambda p: (p.line, p.column))) from None
-    found = check_rules(config, pos)
-    errors = [p for p in found if p.severity == "error"]
-    if errors:
-        raise ConfigError(sorted(found, key=lambda p: (p.line, p.column)))
+        shape, more = _pydantic_problems(exc, data, pos)
+        shape = [p for p in shape if not _within(p.path, read_paths)]
+        # The rules across fields still run on every part whose shape is right.
+        found = check_rules(Sections.from_data(data), pos)
+        found = _acknowledge(found, data.get("acknowledge"))[0]
+        raise _report(read_problems + shape + found, name, more) from None
+    found, acknowledged = _acknowledge(check_rules(Sections.of(config), pos), config.acknowledge)
+    if read_problems or any(p.severity == "error" for p in found):
+        raise _report(read_problems + found, name)
     return Loaded(config=config, path=path or Path(name), positions=pos.map,
-                  warnings=sorted(found, key=lambda p: (p.line, p.column)), raw=raw)
+                  warnings=sorted(found, key=lambda p: (p.line, p.column)), raw=raw,
+                  acknowledged=sorted(acknowledged, key=lambda p: (p.line, p.column)))
+
+
+def _acknowledge(found: list[Problem], codes: Any) -> tuple[list[Problem], list[Problem]]:
+    """(problems still to show, warnings the file acknowledged)."""
+    codes = set(c for c in codes if isinstance(c, str)) if isinstance(codes, list) else set()
+    shown: list[Problem] = []
+    silenced: list[Problem] = []
+    for p in found:
+        (silenced if p.severity == "warning" and p.code in codes and not p.loud else shown).append(p)
+    return shown, silenced

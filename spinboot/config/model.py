@@ -12,10 +12,11 @@ import ipaddress
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 from pydantic.alias_generators import to_camel
 
 from . import names
+from .problems import ACKNOWLEDGEABLE, UNACKNOWLEDGEABLE, WARNINGS
 
 
 class Model(BaseModel):
@@ -52,22 +53,89 @@ def _bucket(value: str) -> str:
 
 
 def _cidr(value: str) -> str:
+    # Written out as ADDRESS/PREFIX (GKE's cidrBlock is "in CIDR notation"; a bare address would silently be a /32),
+    # IPv4 (GKE's authorized networks and the /28 of a private control plane are IPv4; Gate's trusted proxies are
+    # matched against the IPv4 addresses Google's front ends and the pods use).
+    if "/" not in value and _is_address(value):
+        raise ValueError(f"{value!r} is not a CIDR block: the /PREFIX is missing (allowed: e.g. {value}/32 for one "
+                         "address, or 203.0.113.0/24)")
     try:
+        if "/" not in value:
+            raise ValueError(f"{value!r} is not an address/prefix")
         net = ipaddress.ip_network(value, strict=True)
     except ValueError as exc:
         raise ValueError(f"{value!r} is not a valid CIDR block ({exc}; allowed: an address/prefix such as 203.0.113.0/24 "
                          "with no host bits set)") from None
     if net.version != 4:
-        raise ValueError(f"{value!r}: GKE authorized networks take IPv4 CIDR blocks only (allowed: e.g. 203.0.113.0/24)")
+        raise ValueError(f"{value!r} is an IPv6 block; these take IPv4 CIDR blocks only (allowed: e.g. 203.0.113.0/24)")
     return value
 
 
-def _https_url(value: str) -> str:
-    m = re.fullmatch(r"https?://[A-Za-z0-9.-]+(?::([0-9]{1,5}))?(/[A-Za-z0-9._~/%-]*)?", value)
-    if not m or (m[1] is not None and not 1 <= int(m[1]) <= 65535):
-        raise ValueError(f"{value!r} is not a URL (allowed: http(s)://host[:port][/path], port 1 to 65535, no query "
-                         "or spaces)")
+def _is_address(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        return False
+
+
+def _problem(check):
+    def validate(value: str) -> str:
+        problem = check(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    return AfterValidator(validate)
+
+
+def _storage_size(value: str) -> str:
+    if names.quantity(value) < 1:
+        raise ValueError(f"{value!r} is not a volume size (allowed: at least one byte; e.g. 10Gi)")
     return value
+
+
+def _label_count(value):
+    # Before the keys and values are checked one by one: 9 000 labels are refused for their number, at once.
+    if isinstance(value, dict) and len(value) > MAX_USER_LABELS:
+        raise ValueError(f"{len(value)} labels; a GCP resource has at most 64 and spinboot sets managed-by itself "
+                         f"(allowed: at most {MAX_USER_LABELS})")
+    return value
+
+
+def _labels(value: dict[str, str]) -> dict[str, str]:
+    # "Each resource can have up to 64 labels" (labeling-resources#requirements), and spinboot adds its own
+    # managed-by label to the cluster (render/gcp.py); goog- keys are the ones Google sets (e.g. goog-k8s-*).
+    if len(value) > MAX_USER_LABELS:
+        raise ValueError(f"{len(value)} labels; a GCP resource has at most 64 and spinboot sets managed-by itself "
+                         f"(allowed: at most {MAX_USER_LABELS})")
+    for key in value:
+        if key == "managed-by":
+            raise ValueError("managed-by is spinboot's own label (managed-by: spinboot) (allowed: any other key)")
+        if key.startswith("goog-"):
+            raise ValueError(f"{key!r}: goog- labels are Google's own (allowed: a key not starting with goog-)")
+    return value
+
+
+def _ack(value: str) -> str:
+    if value in UNACKNOWLEDGEABLE:
+        raise ValueError(f"{value!r} cannot be acknowledged: dangerouslyAllowSystemNamespaces already says it is "
+                         "meant, and the warning stays on every command on purpose (allowed: "
+                         f"{', '.join(ACKNOWLEDGEABLE)})")
+    if value not in WARNINGS:
+        raise ValueError(f"{value!r} is not a warning code (allowed: {', '.join(ACKNOWLEDGEABLE)}; the code is the "
+                         "[...] at the end of a warning)")
+    return value
+
+
+def _unique(value: list[str]) -> list[str]:
+    twice = sorted({v for v in value if value.count(v) > 1})
+    if twice:
+        raise ValueError(f"{', '.join(twice)} listed more than once (allowed: each code once)")
+    return value
+
+
+MAX_USER_LABELS = 63
 
 
 ProjectId = Annotated[str, AfterValidator(_project_id)]
@@ -79,15 +147,20 @@ AccountName = Annotated[str, _check(names.ACCOUNT, "Spinnaker account name", nam
 ServiceAccountId = Annotated[str, _check(names.SA_ID, "service account ID", names.SA_ID_ALLOWED)]
 PubSubName = Annotated[str, _check(names.PUBSUB_NAME, "Pub/Sub name", names.PUBSUB_ALLOWED)]
 Cidr = Annotated[str, AfterValidator(_cidr)]
-Url = Annotated[str, AfterValidator(_https_url)]
-Quantity = Annotated[str, _check(names.QUANTITY, "Kubernetes resource quantity", "e.g. 8Gi, 12Gi, 2, 1500m")]
-MachineType = Annotated[str, _check(names.MACHINE_TYPE, "machine type", "e.g. e2-highmem-4, n2-highmem-8")]
-Hostname = Annotated[str, _check(names.HOSTNAME, "registry address", "a host name such as us-docker.pkg.dev, optionally :port")]
-Repository = Annotated[str, _check(names.REPOSITORY, "repository path", "lowercase path such as acme/tasks")]
-Image = Annotated[str, _check(names.IMAGE, "container image", "registry/path:tag or registry/path@sha256:digest")]
+Url = Annotated[str, _problem(names.url_problem)]
+Quantity = Annotated[str, Field(max_length=24),
+                     _check(names.QUANTITY, "Kubernetes resource quantity", "e.g. 8Gi, 12Gi, 2, 1500m")]
+MachineType = Annotated[str, Field(max_length=63),
+                        _check(names.MACHINE_TYPE, "machine type", "e.g. e2-highmem-4, n2-highmem-8")]
+Hostname = Annotated[str, _problem(names.registry_host_problem)]
+Repository = Annotated[str, Field(max_length=255), _check(
+    names.REPOSITORY, "repository path", "lowercase letters and digits joined by '.', '_', '__' or '-', in parts "
+                                         "separated by '/', such as acme-platform/acme/tasks")]
+Image = Annotated[str, _problem(names.image_problem)]
 Version = Annotated[str, AfterValidator(names.check_spinnaker_version)]
-LabelValue = Annotated[str, _check(names.LABEL_VALUE, "label value", "up to 63 lowercase letters, digits, - and _")]
-LabelKey = Annotated[str, _check(names.LABEL_KEY, "label key", "lowercase letter first, then up to 62 lowercase letters, digits, - and _")]
+LabelValue = Annotated[str, _problem(names.label_value_problem)]
+LabelKey = Annotated[str, _problem(names.label_key_problem)]
+AckCode = Annotated[str, AfterValidator(_ack), WithJsonSchema({"type": "string", "enum": list(ACKNOWLEDGEABLE)})]
 
 
 class Autoscaling(Model):
@@ -149,9 +222,12 @@ class Cluster(Model):
                     "cloud-nat: the cluster's network has a Cloud Router with Cloud NAT in the cluster's region (spinboot "
                     "does not create it: see docs/configuration.md); none: every image is mirrored into a registry "
                     "the nodes reach privately (Artifact Registry through Private Google Access).")
-    authorized_networks: list[AuthorizedNetwork] = Field(
-        default_factory=list, description="Networks allowed to reach the control plane. Empty: authorized networks off.")
-    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict, description="Resource labels on the cluster.")
+    authorized_networks: Annotated[list[AuthorizedNetwork], Field(max_length=100)] = Field(
+        default_factory=list, description="Networks allowed to reach the control plane (at most 50 on a public "
+                                          "cluster, 100 with privateNodes). Empty: authorized networks off.")
+    labels: Annotated[dict[LabelKey, LabelValue], BeforeValidator(_label_count), AfterValidator(_labels)] = Field(
+        default_factory=dict, description="Resource labels on the cluster: at most 63 (spinboot adds managed-by), "
+                                          "keys and values as GCP allows them (lowercase, up to 63 characters).")
 
     @property
     def regional(self) -> bool:
@@ -164,15 +240,16 @@ class Halyard(Model):
         description="Halyard image. Default: ghcr.io/spinnaker/halyard:<version> for 2026.1.0 and later. The old "
                     "us-docker.pkg.dev/spinnaker-community image is frozen.")
     namespace: K8sName = Field("halyard", description="Namespace of the Halyard StatefulSet.")
-    storage_size: Quantity = Field("10Gi", description="Size of the volume holding ~/.hal.")
+    storage_size: Annotated[Quantity, AfterValidator(_storage_size)] = Field(
+        "10Gi", description="Size of the volume holding ~/.hal.")
 
 
 class Storage(Model):
     bucket: BucketName = Field(description="GCS bucket for front50 (pipelines, applications) and backups.")
-    location: Annotated[str, Field(min_length=2, max_length=40, pattern=r"^[A-Za-z0-9-]+$")] = Field(
-        "us", description="Bucket location (multi-region such as us, or a region).")
+    location: Annotated[str, Field(max_length=40), _problem(names.storage_location_problem)] = Field(
+        "us", description="Bucket location: a multi-region (us), a dual-region (nam4) or a region (us-central1).")
     project: ProjectId | None = Field(None, description="Project of the bucket; defaults to the top-level project.")
-    root_folder: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,100}$")] = Field(
+    root_folder: Annotated[str, _problem(names.root_folder_problem)] = Field(
         "front50", description="Folder inside the bucket for front50's objects.")
 
 
@@ -189,7 +266,7 @@ class Exposure(Model):
                     "which Deck's own web server forwards to Gate.")
     behind_google_load_balancer: bool = Field(
         True, description="Gate sits behind Google's HTTPS load balancer: trust its forwarded headers.")
-    trusted_proxies: list[Cidr] = Field(
+    trusted_proxies: Annotated[list[Cidr], Field(max_length=64)] = Field(
         default_factory=lambda: list(names.DEFAULT_TRUSTED_PROXIES),
         description="Addresses whose X-Forwarded-* headers Gate trusts: Google's front ends (35.191.0.0/16, "
                     "130.211.0.0/22) and the private ranges load-balanced traffic arrives from.")
@@ -250,8 +327,10 @@ class ArtifactAccountGithub(Model):
 
 
 class Artifacts(Model):
-    gcs: list[ArtifactAccountGcs] = Field(default_factory=list, description="GCS artifact accounts (Workload Identity).")
-    github: list[ArtifactAccountGithub] = Field(default_factory=list, description="GitHub artifact accounts.")
+    gcs: Annotated[list[ArtifactAccountGcs], Field(max_length=100)] = Field(
+        default_factory=list, description="GCS artifact accounts (Workload Identity).")
+    github: Annotated[list[ArtifactAccountGithub], Field(max_length=100)] = Field(
+        default_factory=list, description="GitHub artifact accounts.")
 
 
 class Spinnaker(Model):
@@ -322,7 +401,7 @@ class Registry(Model):
                           "which is the project every listed repository lives in. Other registries publish no "
                           "Pub/Sub messages: leave it out.")
     address: Hostname = Field(description="Registry host, e.g. us-docker.pkg.dev or gcr.io.")
-    repositories: list[Repository] = Field(
+    repositories: Annotated[list[Repository], Field(max_length=500)] = Field(
         default_factory=list, description="Repositories to index, listed explicitly (no catalog crawling).")
     cache_interval_seconds: int = Field(
         600, ge=30, le=86400,
@@ -340,8 +419,15 @@ class SpinbootConfig(Model):
     project: ProjectId = Field(description="GCP project of the Spinnaker cluster.")
     cluster: Cluster = Field(description="The GKE cluster Spinnaker runs in.")
     spinnaker: Spinnaker = Field(description="Spinnaker itself.")
-    targets: list[Target] = Field(default_factory=list, description="Clusters Spinnaker deploys to.")
-    registries: list[Registry] = Field(default_factory=list, description="Registries: image-push triggers and accounts.")
+    targets: Annotated[list[Target], Field(max_length=200)] = Field(
+        default_factory=list, description="Clusters Spinnaker deploys to.")
+    registries: Annotated[list[Registry], Field(max_length=100)] = Field(
+        default_factory=list, description="Registries: image-push triggers and accounts.")
+    acknowledge: Annotated[list[AckCode], AfterValidator(_unique)] = Field(
+        default_factory=list,
+        description="Warning codes this file acknowledges: those warnings are no longer printed (validate counts "
+                    "them), so CI logs show only what is new. The code is the [...] at the end of a warning; see "
+                    "\"Warnings\" below. system-namespace cannot be acknowledged.")
 
     @property
     def service_account_email(self) -> str:

@@ -98,7 +98,8 @@ def run_checks(clients, cfg: SpinbootConfig) -> list[Check]:
     checks.append(Check("halyard-supported", "warn" if (major, minor) >= (2026, 1) else "ok",
                         f"Spinnaker {version} deployed by Halyard" + (" (unsupported upstream since 2026.1)"
                                                                       if (major, minor) >= (2026, 1) else ""),
-                        "plan a move to the kustomize install (spinboot's deploy-engine seam)"
+                        "plan the move to the kustomize install, which upstream supports from 2026.1 (Halyard still "
+                        "works meanwhile)"
                         if (major, minor) >= (2026, 1) else ""))
 
     # Subscriptions and Spinnaker's subscriber role (DESIGN: Pub/Sub).
@@ -128,7 +129,10 @@ def run_checks(clients, cfg: SpinbootConfig) -> list[Check]:
         try:
             admin = Kube(stages.target_cluster(t).api_client(), t.name)
         except Exception as exc:
-            checks.append(Check(f"target:{t.name}", "fail", f"cannot reach: {exc}", "check the target in the file"))
+            checks.append(Check(f"target:{t.name}", "fail", f"cannot reach: {exc}",
+                                f"check target {t.name} in the file (gke: project, location, cluster; or kubeconfig: "
+                                f"path, context) and your access to that cluster, then spinboot rbac apply --cluster "
+                                f"{t.name}"))
             continue
         sa = t.service_account
         secret = admin.get(f"/api/v1/namespaces/{sa.namespace}/secrets/{token_secret_name(t)}")

@@ -47,7 +47,7 @@ def write_bundle(files: dict[str, bytes], out_dir: Path) -> None:
     """Write the bundle so that the directory holds either the old bundle or the new one, never a mix.
 
     The files are written to a temporary sibling and swapped in with renames. An existing directory is replaced
-    only when it is a previous spinboot render (it has MANIFEST.json) or empty, so `-o .` cannot wipe a checkout.
+    only when it is a previous spinboot render (it has MANIFEST.json) or empty, so `-d .` cannot wipe a checkout.
     """
     out_dir = Path(out_dir)
     if out_dir.exists():

@@ -146,7 +146,7 @@ def test_no_secret_in_any_output_log_file_review_file_or_event(applied, live, tm
         ["status", "-c", str(EXAMPLE)],
         ["status", "-c", str(EXAMPLE), "--output", "json"],
         ["doctor", "-c", str(EXAMPLE), "--output", "json"],
-        ["render", "-c", str(EXAMPLE), "-o", str(work / "review")],
+        ["render", "-c", str(EXAMPLE), "-d", str(work / "review")],
     ]
     streams = []
     for args in commands:
