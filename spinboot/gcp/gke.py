@@ -4,8 +4,14 @@ Create: ``create_cluster`` with the node pool inline (one operation), Workload I
 ``Operation`` until DONE and check its ``error``
 (https://cloud.google.com/kubernetes-engine/docs/reference/rest/v1/projects.locations.operations).
 Update in place: authorized networks, release channel, labels, Workload Identity, node count and autoscaling.
-Machine type, disk size, private nodes and location cannot change in place: they are reported with the remedy
-and nothing is done to them.
+Machine type, disk size, node service account, private nodes and location cannot change in place: they are
+reported with the remedy and nothing is done to them.
+
+Each call is one change, as the API wants it: ``update_cluster`` carries exactly one ``ClusterUpdate`` field
+("Exactly one update can be applied to a cluster with each request",
+https://cloud.google.com/kubernetes-engine/docs/reference/rest/v1/ClusterUpdate); labels go through
+``set_labels`` with the current ``label_fingerprint``; ``update_node_pool`` never carries ``node_version``
+(``"-"`` there means "the master's version", an upgrade) or ``image_type`` unless that is the change meant.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from .retry import RETRY
 
 OPERATION_TIMEOUT_SECONDS = 45 * 60
 POOL_LABEL = "cloud.google.com/gke-nodepool"
+LABEL_ATTEMPTS = 3  # a label fingerprint gone stale between read and write: read again, at most this often
 
 
 class GkeError(Exception):
@@ -167,6 +174,9 @@ def ensure_cluster(container, cfg: SpinbootConfig, dry_run: bool = False,
     want = desired_cluster(cfg)
 
     def update(what: str, update: container_v1.ClusterUpdate) -> None:
+        fields = [f.name for f, _ in container_v1.ClusterUpdate.pb(update).ListFields()]
+        if len(fields) != 1:  # the API takes exactly one update per request; never send it more
+            raise GkeError(f"internal error: update '{what}' sets {fields}, GKE takes exactly one field per update")
         changes.append(Change("update", kind, cfg.cluster.name, detail=what))
         if not dry_run:
             progress(f"cluster {cfg.cluster.name}: {what}")
@@ -186,21 +196,55 @@ def ensure_cluster(container, cfg: SpinbootConfig, dry_run: bool = False,
         changes.append(Change("blocked", kind, cfg.cluster.name, detail=(
             "privateNodes cannot change in place on this cluster: build a new cluster (new cluster.name) and "
             "restore into it (see docs/runbook.md), or set privateNodes back")))
-    # Labels Google or an org policy adds (goog-*) are not the file's business: keep them, do not compare them.
-    google_labels = {k: v for k, v in live.resource_labels.items() if k.startswith("goog-")}
-    own_live = {k: v for k, v in live.resource_labels.items() if not k.startswith("goog-")}
+    own_live = {k: v for k, v in live.resource_labels.items() if k not in _google_labels(live.resource_labels)}
     if own_live != dict(want.resource_labels):
-        changes.append(Change("update", kind, cfg.cluster.name, detail="labels"))
+        changes.append(Change("update", kind, cfg.cluster.name, detail=_label_diff(own_live, dict(want.resource_labels))))
         if not dry_run:
-            labels = {**google_labels, **dict(want.resource_labels)}
-            op = container.set_labels(request={"name": name, "resource_labels": labels,
-                                               "label_fingerprint": live.label_fingerprint}, retry=RETRY)
-            wait_operation(container, cfg.project, cfg.cluster.location, op, "set labels", progress)
+            _set_labels(container, cfg, name, live, dict(want.resource_labels), progress)
 
     changes += _ensure_pool(container, cfg, live, dry_run, node_count, progress)
     if not changes:
         changes.append(Change("unchanged", kind, cfg.cluster.name))
     return changes, access_of(get_cluster(container, name) if not dry_run and any(c.mutating for c in changes) else live)
+
+
+def _google_labels(labels) -> dict[str, str]:
+    """Labels Google or an org policy adds (goog-*) are not the file's business: kept as they are, never compared."""
+    return {k: v for k, v in labels.items() if k.startswith("goog-")}
+
+
+def _label_diff(live: dict[str, str], want: dict[str, str]) -> str:
+    parts = [f"+{k}={want[k]}" for k in sorted(want.keys() - live.keys())]
+    parts += [f"{k}={live[k]}→{want[k]}" for k in sorted(want.keys() & live.keys()) if live[k] != want[k]]
+    parts += [f"-{k}" for k in sorted(live.keys() - want.keys())]
+    return "labels " + ", ".join(parts)
+
+
+def _set_labels(container, cfg: SpinbootConfig, name: str, live: container_v1.Cluster, want: dict[str, str],
+                progress) -> None:
+    """SetLabels replaces the whole label set (so a label the file dropped is removed) and needs the current
+    label_fingerprint: one that went stale since the read is refused with FAILED_PRECONDITION "Labels could not
+    be set due to fingerprint mismatch" (SetLabelsRequest.label_fingerprint: "Make a get() request to the
+    resource to get the latest fingerprint"), so read again and retry."""
+    for attempt in range(LABEL_ATTEMPTS):
+        labels = {**_google_labels(live.resource_labels), **want}
+        try:
+            op = container.set_labels(request={"name": name, "resource_labels": labels,
+                                               "label_fingerprint": live.label_fingerprint}, retry=RETRY)
+        except exceptions.FailedPrecondition as exc:
+            if "fingerprint" not in str(exc) or attempt == LABEL_ATTEMPTS - 1:
+                raise
+            progress(f"cluster {cfg.cluster.name}: labels changed since read (fingerprint); reading again")
+            _wait_running_operations(container, cfg, progress)
+            live = container.get_cluster(name=name, retry=RETRY)
+            continue
+        wait_operation(container, cfg.project, cfg.cluster.location, op, "set labels", progress)
+        return
+
+
+def _autoscaling(a: container_v1.NodePoolAutoscaling) -> tuple[bool, int, int]:
+    """Autoscaling as compared: off is off, whatever limits are left in the message."""
+    return (True, a.min_node_count, a.max_node_count) if a.enabled else (False, 0, 0)
 
 
 def _ensure_pool(container, cfg, live: container_v1.Cluster, dry_run, node_count, progress) -> list[Change]:
@@ -232,15 +276,19 @@ def _ensure_pool(container, cfg, live: container_v1.Cluster, dry_run, node_count
     if pool.config.workload_metadata_config.mode != want.config.workload_metadata_config.mode:
         out.append(Change("update", kind, want.name, detail="GKE metadata server (Workload Identity)"))
         if not dry_run:
-            op = container.update_node_pool(request={"name": pool_name, "node_version": "-", "image_type": "",
+            # Only the metadata server changes. node_version is left out on purpose: "-" would mean "the master's
+            # version", upgrading nodes that are behind (UpdateNodePoolRequest.node_version,
+            # https://cloud.google.com/kubernetes-engine/docs/reference/rest/v1/projects.locations.clusters.nodePools/update);
+            # the API needs at least one update field, and workload_metadata_config is one.
+            op = container.update_node_pool(request={"name": pool_name,
                                                      "workload_metadata_config": want.config.workload_metadata_config},
                                             retry=RETRY)
             wait_operation(container, cfg.project, cfg.cluster.location, op, "node pool metadata", progress)
-    want_auto = (bool(want.autoscaling.enabled), want.autoscaling.min_node_count, want.autoscaling.max_node_count)
-    live_auto = (bool(pool.autoscaling.enabled), pool.autoscaling.min_node_count, pool.autoscaling.max_node_count)
+    want_auto, live_auto = _autoscaling(want.autoscaling), _autoscaling(pool.autoscaling)
     if want_auto != live_auto:
+        was = f"{live_auto[1]}..{live_auto[2]}" if live_auto[0] else "off"
         out.append(Change("update", kind, want.name, detail=(
-            f"autoscaling {want_auto[1]}..{want_auto[2]}" if want_auto[0] else "autoscaling off")))
+            f"autoscaling {was} → {want_auto[1]}..{want_auto[2]}" if want_auto[0] else f"autoscaling {was} → off")))
         if not dry_run:
             op = container.set_node_pool_autoscaling(request={"name": pool_name, "autoscaling": want.autoscaling},
                                                      retry=RETRY)

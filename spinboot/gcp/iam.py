@@ -3,10 +3,17 @@
 A binding is added to the policy that is there; bindings spinboot did not create are never dropped. A write with
 a stale etag is refused by the API (ABORTED or FAILED_PRECONDITION); spinboot then reads again and retries
 (https://cloud.google.com/iam/docs/policies#etag).
+
+A service account just created is eventually consistent: it reads back at once, but for a while a policy naming it
+is refused with INVALID_ARGUMENT "Service account EMAIL does not exist."
+(https://cloud.google.com/iam/docs/service-account-overview#eventual-consistency). spinboot waits that out for a
+bounded time (``SA_PROPAGATION_SECONDS``), retrying only that refusal and only for a member it is adding.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import time
 from typing import Callable, Protocol
 
@@ -17,6 +24,19 @@ from ..changes import Change
 from .retry import RETRY, is_transient
 
 CONFLICT_ATTEMPTS = 8
+# How long a refusal of a member service account as "does not exist" is retried: IAM changes typically apply within
+# 2 minutes (https://cloud.google.com/iam/docs/access-change-propagation).
+SA_PROPAGATION_SECONDS = float(os.environ.get("SPINBOOT_IAM_PROPAGATION_TIMEOUT", "120"))
+_SA_MISSING = re.compile(r"Service account (\S+?)\.? does not exist")
+
+
+def _refused_account(exc: BaseException) -> str | None:
+    """The email of a service account the policy write was refused for as not existing, if that is the refusal
+    (gRPC INVALID_ARGUMENT, or HTTP 400 from Cloud Storage's JSON API: InvalidArgument is a BadRequest)."""
+    if not isinstance(exc, exceptions.BadRequest):
+        return None
+    m = _SA_MISSING.search(str(exc))
+    return m.group(1) if m else None
 
 
 class IamError(Exception):
@@ -79,10 +99,18 @@ class BucketPolicy:
 
 
 def ensure_binding(store: PolicyStore, resource: str, role: str, members: list[str], dry_run: bool = False,
-                   kind: str = "IAM binding") -> Change:
-    """Make ``members`` hold ``role`` on the resource; leave every other binding as it is."""
+                   kind: str = "IAM binding", progress: Callable[[str], None] = lambda m: None,
+                   propagation_timeout: float | None = None, sleep: Callable[[float], None] = time.sleep) -> Change:
+    """Make ``members`` hold ``role`` on the resource; leave every other binding as it is.
+
+    Retries a stale etag (``CONFLICT_ATTEMPTS`` times) and, for up to ``propagation_timeout`` seconds (default
+    ``SA_PROPAGATION_SECONDS``), a member service account that IAM does not know yet because it was just created."""
     name = f"{role} on {resource}"
-    for attempt in range(CONFLICT_ATTEMPTS):
+    timeout = SA_PROPAGATION_SECONDS if propagation_timeout is None else propagation_timeout
+    attempt = 0
+    waited_since: float | None = None
+    wait_delay = 1.0
+    while attempt < CONFLICT_ATTEMPTS:
         try:
             policy = store.get()
         except exceptions.NotFound:
@@ -101,15 +129,35 @@ def ensure_binding(store: PolicyStore, resource: str, role: str, members: list[s
         binding.members.extend(missing)
         try:
             store.set(policy)
+            if waited_since is not None:
+                progress(f"{name}: accepted after {time.monotonic() - waited_since:.0f} s")
             return Change("create", kind, name, detail=", ".join(missing))
         except (exceptions.Aborted, exceptions.FailedPrecondition, exceptions.Conflict, exceptions.PreconditionFailed):
-            time.sleep(min(0.1 * 2 ** attempt, 3.0))  # someone else wrote the policy: read it again
+            sleep(min(0.1 * 2 ** attempt, 3.0))  # someone else wrote the policy: read it again
+            attempt += 1
         except Exception as exc:
+            email = _refused_account(exc)
+            if email is not None and f"serviceAccount:{email}" in missing:
+                # A service account made moments ago is not known to IAM policies yet: wait, then read again.
+                now = time.monotonic()
+                if waited_since is None:
+                    waited_since = now
+                    progress(f"{name}: service account {email} is new and not yet known to IAM (eventual "
+                             f"consistency); retrying for up to {timeout:.0f} s")
+                if now - waited_since + wait_delay > timeout:
+                    raise IamError(
+                        f"{name}: IAM still says service account {email} does not exist after {now - waited_since:.0f} s. "
+                        "A new service account can take minutes to be usable in policies: re-run apply shortly. If it "
+                        f"persists, check that the account exists (gcloud iam service-accounts describe {email})") from exc
+                sleep(wait_delay)
+                wait_delay = min(wait_delay * 2, 10.0)
+                continue
             # The write failed in transit (GCS retries a policy write only when it carries an etag): it may or may
             # not have happened, so read the policy again and decide from what is there.
             if not is_transient(exc):
                 raise
-            time.sleep(min(0.2 * 2 ** attempt, 5.0))
+            sleep(min(0.2 * 2 ** attempt, 5.0))
+            attempt += 1
     raise IamError(f"{name}: the policy kept changing under us ({CONFLICT_ATTEMPTS} attempts); re-run apply")
 
 
@@ -135,14 +183,17 @@ def ensure_service_account(iam, spec: dict, dry_run: bool = False) -> Change:
     return Change("create", "Google service account", email)
 
 
-def ensure_bindings(store_for: Callable[[str], PolicyStore], bindings: list[dict], dry_run: bool = False) -> list[Change]:
+def ensure_bindings(store_for: Callable[[str], PolicyStore], bindings: list[dict], dry_run: bool = False,
+                    progress: Callable[[str], None] = lambda m: None) -> list[Change]:
     """Apply ``iam_spec`` bindings (``resource``, ``role``, ``members``) through each resource's policy store."""
-    return [ensure_binding(store_for(b["resource"]), b["resource"], b["role"], b["members"], dry_run)
+    return [ensure_binding(store_for(b["resource"]), b["resource"], b["role"], b["members"], dry_run,
+                           progress=progress)
             for b in bindings]
 
 
 def wait_for_service_account(iam, name: str, timeout: float = 60, sleep: Callable[[float], None] = time.sleep) -> None:
-    """A new service account can take a moment to be usable in IAM policies; wait until it reads back."""
+    """A new service account can take a moment to read back; wait until it does. (Reading back is not enough for
+    IAM policies to accept it: ensure_binding waits for that separately.)"""
     deadline = time.monotonic() + timeout
     while True:
         try:

@@ -348,6 +348,11 @@ class GkeEmulator(_GoServer):
     ``--pool POOL --count TOTAL``, total over the pool's zones, run on cluster create, pool create/resize/delete).
     An operation stays RUNNING until both ``latency_s`` has elapsed and its command finished. Stopping the
     emulator deprovisions every cluster it still has, hence the longer stop timeout.
+
+    ``iam_propagation_s``: for that long after a service account is created, IAM policies refuse it as a member
+    ("Service account ... does not exist.") while GetServiceAccount already finds it, as on GCP (eventual
+    consistency). The bare emulator defaults to 0 so API tests can bind at once; ``Sandbox`` passes a few seconds.
+    ``set_iam_propagation()`` changes it on a running emulator.
     """
 
     binary = "gke-emulator"
@@ -356,7 +361,7 @@ class GkeEmulator(_GoServer):
     def __init__(self, state_dir: str | os.PathLike, *, provision_cmd: str | Sequence[str] | None = None,
                  deprovision_cmd: str | Sequence[str] | None = None,
                  nodes_cmd: str | Sequence[str] | None = None, latency_s: float = 2.0,
-                 version: str | None = None, projects: Sequence[str] = (), **kw):
+                 version: str | None = None, projects: Sequence[str] = (), iam_propagation_s: float = 0.0, **kw):
         super().__init__(state_dir, **kw)
         self.provision_cmd = _shell(provision_cmd)
         self.deprovision_cmd = _shell(deprovision_cmd)
@@ -364,9 +369,10 @@ class GkeEmulator(_GoServer):
         self.latency_s = latency_s
         self.version = version
         self.projects = list(projects)
+        self.iam_propagation_s = iam_propagation_s
 
     def _args(self) -> list[str]:
-        a = ["--latency", f"{int(self.latency_s * 1000)}ms"]
+        a = ["--latency", f"{int(self.latency_s * 1000)}ms", "--iam-propagation", f"{int(self.iam_propagation_s * 1000)}ms"]
         if self.provision_cmd:
             a += ["--provision-cmd", self.provision_cmd]
         if self.deprovision_cmd:
@@ -378,6 +384,14 @@ class GkeEmulator(_GoServer):
         if self.projects:
             a += ["--projects", ",".join(self.projects)]
         return a
+
+    def set_iam_propagation(self, seconds: float) -> float:
+        """Change the service-account propagation delay of the running emulator; returns the previous value.
+        It applies to accounts already created too (0: every existing account is usable at once)."""
+        before = self._admin("GET", "/iam/propagation")["seconds"]
+        self._admin("PUT", "/iam/propagation", json.dumps({"seconds": seconds}))
+        self.iam_propagation_s = seconds
+        return before
 
     def clusters(self) -> dict:
         """Admin view: ``{"project/location/name": {status, busy_operation, endpoint, admin_kubeconfig}}``."""

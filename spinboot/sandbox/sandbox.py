@@ -45,6 +45,8 @@ from .paths import endpoints_file, state_dir as default_state_dir
 ROLES_ENV = "SPINBOOT_SANDBOX_IAM_ROLES"
 TOKEN_ENV = "SPINBOOT_SANDBOX_TOKEN"
 ENDPOINTS_ENV = "SPINBOOT_SANDBOX_ENDPOINTS"
+IAM_PROPAGATION_ENV = "SPINBOOT_SANDBOX_IAM_PROPAGATION"  # seconds; default DEFAULT_IAM_PROPAGATION_S
+DEFAULT_IAM_PROPAGATION_S = 3.0
 
 
 def write_roles(path: Path) -> Path:
@@ -122,12 +124,15 @@ class StorageEmulator:
 class Sandbox:
     def __init__(self, state_dir: str | os.PathLike | None = None, gke_latency_s: float = 2.0,
                  log: Callable[[str], None] = lambda m: None, detach: bool = False,
-                 fault_proxies: bool | None = None):
+                 fault_proxies: bool | None = None, iam_propagation_s: float | None = None):
         self.dir = Path(state_dir or default_state_dir()).absolute()
         self.clusters_dir = self.dir / "clusters"
         self.log = log
         self.detach = detach
         self.gke_latency_s = gke_latency_s
+        # A new Google service account is refused in IAM policies for this long, as on GCP (docs/sandbox.md).
+        self.iam_propagation_s = (float(os.environ.get(IAM_PROPAGATION_ENV, DEFAULT_IAM_PROPAGATION_S))
+                                  if iam_propagation_s is None else iam_propagation_s)
         self.token = ""
         self.pubsub: gcp_emulators.PubSubEmulator | None = None
         self.gke: gcp_emulators.GkeEmulator | None = None
@@ -161,7 +166,7 @@ class Sandbox:
         self.pubsub = gcp_emulators.PubSubEmulator(self.dir / "pubsub", extra_args=extra, env=iam_env)
         backing = [sys.executable, "-m", "spinboot.sandbox.gkebacking"]
         self.gke = gcp_emulators.GkeEmulator(
-            self.dir / "gke", latency_s=self.gke_latency_s, extra_args=extra,
+            self.dir / "gke", latency_s=self.gke_latency_s, iam_propagation_s=self.iam_propagation_s, extra_args=extra,
             provision_cmd=backing + ["create", "--state-dir", str(self.clusters_dir)],
             deprovision_cmd=backing + ["delete", "--state-dir", str(self.clusters_dir)],
             nodes_cmd=backing + ["nodes", "--state-dir", str(self.clusters_dir)],

@@ -284,7 +284,7 @@ def test_failed_precondition_while_operation_runs_then_set_size_and_delete(gke, 
     got = cm.get_node_pool(name=f"{name}/nodePools/extra")
     assert got.config.workload_metadata_config.mode == container_v1.WorkloadMetadataConfig.Mode.GKE_METADATA
     wait_op(cm, cm.update_node_pool(request=container_v1.UpdateNodePoolRequest(
-        name=f"{name}/nodePools/extra", node_version="-", image_type="-",
+        name=f"{name}/nodePools/extra",
         workload_metadata_config=container_v1.WorkloadMetadataConfig(mode=container_v1.WorkloadMetadataConfig.Mode.GCE_METADATA),
     )))
     got = cm.get_node_pool(name=f"{name}/nodePools/extra")
@@ -306,6 +306,64 @@ def test_failed_precondition_while_operation_runs_then_set_size_and_delete(gke, 
     with pytest.raises(gexc.NotFound):
         cm.get_cluster(name=name)
     assert f"deprovision {PROJECT}-{ZONE}-busy" in gke.calls_file.read_text()
+
+
+def test_labels_autoscaling_and_one_field_updates(cm):
+    """The update paths spinboot takes, with the refusals real GKE gives (cmd/gke-emulator/updates.go)."""
+    name = f"{PARENT}/clusters/updates"
+    spec = cluster_spec("updates")
+    spec.resource_labels = {"team": "sre", "managed-by": "spinboot"}
+    wait_op(cm, cm.create_cluster(parent=PARENT, cluster=spec))
+    c = cm.get_cluster(name=name)
+    fingerprint = c.label_fingerprint
+    assert len(fingerprint) == 8 and dict(c.resource_labels) == {"team": "sre", "managed-by": "spinboot"}
+
+    # SetLabels replaces the set (team removed) and needs the current fingerprint.
+    with pytest.raises(gexc.FailedPrecondition, match="fingerprint mismatch"):
+        cm.set_labels(request={"name": name, "resource_labels": {"managed-by": "spinboot"}, "label_fingerprint": "0"})
+    wait_op(cm, cm.set_labels(request={"name": name, "resource_labels": {"managed-by": "spinboot", "cost-center": "cc-42"},
+                                       "label_fingerprint": fingerprint}))
+    c = cm.get_cluster(name=name)
+    assert dict(c.resource_labels) == {"managed-by": "spinboot", "cost-center": "cc-42"}
+    assert c.label_fingerprint != fingerprint
+    with pytest.raises(gexc.FailedPrecondition, match=f'supplied was "{fingerprint}"'):
+        cm.set_labels(request={"name": name, "resource_labels": {}, "label_fingerprint": fingerprint})
+
+    # Autoscaling on, changed, off.
+    pool = f"{name}/nodePools/spinnaker"
+    for auto in ({"enabled": True, "min_node_count": 1, "max_node_count": 3},
+                 {"enabled": True, "min_node_count": 2, "max_node_count": 5}):
+        wait_op(cm, cm.set_node_pool_autoscaling(request={"name": pool, "autoscaling": auto}))
+        a = cm.get_node_pool(name=pool).autoscaling
+        assert (a.enabled, a.min_node_count, a.max_node_count) == tuple(auto.values())
+    with pytest.raises(gexc.InvalidArgument, match="autoscaling limits"):
+        cm.set_node_pool_autoscaling(request={"name": pool, "autoscaling": {"enabled": True, "min_node_count": 4,
+                                                                            "max_node_count": 2}})
+    wait_op(cm, cm.set_node_pool_autoscaling(request={"name": pool, "autoscaling": {"enabled": False}}))
+    a = cm.get_node_pool(name=pool).autoscaling
+    assert (a.enabled, a.min_node_count, a.max_node_count) == (False, 0, 0)
+
+    # UpdateCluster: exactly one field per request.
+    two = container_v1.ClusterUpdate(desired_release_channel={"channel": "RAPID"},
+                                     desired_master_authorized_networks_config={"enabled": False})
+    with pytest.raises(gexc.InvalidArgument, match="Exactly one update can be applied"):
+        cm.update_cluster(name=name, update=two)
+    with pytest.raises(gexc.InvalidArgument, match="Must specify a field to update"):
+        cm.update_cluster(name=name, update=container_v1.ClusterUpdate())
+    with pytest.raises(gexc.MethodNotImplemented, match="desired_shielded_nodes"):
+        cm.update_cluster(name=name, update=container_v1.ClusterUpdate(desired_shielded_nodes={"enabled": True}))
+
+    # node_version "-" is the master's version; an update without node_version leaves the version alone.
+    older = "1.35.2-gke.500"
+    wait_op(cm, cm.update_node_pool(request={"name": pool, "node_version": older}))
+    wait_op(cm, cm.update_node_pool(request={"name": pool, "workload_metadata_config": {"mode": "GKE_METADATA"}}))
+    assert cm.get_node_pool(name=pool).version == older
+    wait_op(cm, cm.update_node_pool(request={"name": pool, "node_version": "-"}))
+    c = cm.get_cluster(name=name)
+    assert c.node_pools[0].version == c.current_master_version == c.current_node_version != older
+    with pytest.raises(gexc.InvalidArgument, match="At least one of"):
+        cm.update_node_pool(request={"name": pool})
+    wait_op(cm, cm.delete_cluster(name=name))
 
 
 def test_failed_provisioning_sets_operation_error(gke, cm):
@@ -416,6 +474,39 @@ def test_service_accounts_and_policies(gke, cm):
     with pytest.raises(gexc.NotFound):
         iam.get_service_account(name=res)
     assert isinstance(iam, iam_admin_v1.IAMClient)
+
+
+def test_new_service_account_propagates_and_ensure_binding_waits(gke):
+    """A new service account reads back at once but is refused in policies for the propagation delay, in IAM's
+    words; spinboot's ensure_binding waits that out (and only that), saying so."""
+    from spinboot.gcp.iam import GrpcPolicy, IamError, ensure_binding
+
+    iam, projects = gke.iam_admin(), gke.projects_client()
+    before = gke.set_iam_propagation(1.5)
+    try:
+        sa = iam.create_service_account(request={"name": f"projects/{PROJECT}", "account_id": "fresh-account"})
+        assert iam.get_service_account(name=sa.name).email == sa.email  # GET finds it at once
+        member = f"serviceAccount:{sa.email}"
+        p = projects.get_iam_policy(request={"resource": f"projects/{PROJECT}"})
+        p.bindings.add(role="roles/viewer", members=[member])
+        with pytest.raises(gexc.InvalidArgument, match=f"Service account {sa.email} does not exist."):
+            projects.set_iam_policy(request={"resource": f"projects/{PROJECT}", "policy": p})
+
+        said: list[str] = []
+        t0 = time.monotonic()
+        ch = ensure_binding(GrpcPolicy(projects, f"projects/{PROJECT}"), f"projects/{PROJECT}", "roles/viewer", [member],
+                            progress=said.append)
+        assert ch.action == "create" and time.monotonic() - t0 >= 0.5
+        assert "not yet known to IAM" in said[0] and "accepted after" in said[-1]
+
+        # An account that never appears is given up on after the bound, with the cause and what to check.
+        ghost = f"serviceAccount:ghost-account@{PROJECT}.iam.gserviceaccount.com"
+        with pytest.raises(IamError, match="still says service account ghost-account@.* does not exist"):
+            ensure_binding(GrpcPolicy(projects, f"projects/{PROJECT}"), f"projects/{PROJECT}", "roles/viewer", [ghost],
+                           propagation_timeout=1.0, sleep=lambda s: None)
+    finally:
+        gke.set_iam_propagation(before)
+        iam.delete_service_account(name=f"projects/{PROJECT}/serviceAccounts/fresh-account@{PROJECT}.iam.gserviceaccount.com")
 
 
 def test_stop_leaves_nothing_behind(tmp_path):

@@ -22,6 +22,9 @@ import (
 
 const apiBase = "https://container.googleapis.com/v1/"
 
+// validImageTypes are the node images GetServerConfig offers (and UpdateNodePool accepts, case-insensitively).
+var validImageTypes = []string{"COS_CONTAINERD", "UBUNTU_CONTAINERD"}
+
 // maxNodesPerPoolZone is GKE's quota-independent limit (1000 nodes per node pool per zone).
 const maxNodesPerPoolZone = 1000
 
@@ -177,8 +180,11 @@ func (s *container) checkPool(l loc, np *containerpb.NodePool, wi bool, field st
 	if np.InitialNodeCount < 0 || np.InitialNodeCount > maxNodesPerPoolZone {
 		return status.Errorf(codes.InvalidArgument, "Invalid value for field %q: %d. Must be between 0 and %d.", field+".initial_node_count", np.InitialNodeCount, maxNodesPerPoolZone)
 	}
-	if a := np.Autoscaling; a != nil && a.Enabled && (a.MinNodeCount < 0 || a.MaxNodeCount < a.MinNodeCount || a.MaxNodeCount > maxNodesPerPoolZone) {
-		return status.Errorf(codes.InvalidArgument, "Invalid autoscaling limits for %q: 0 <= min_node_count (%d) <= max_node_count (%d) <= %d required.", np.Name, a.MinNodeCount, a.MaxNodeCount, maxNodesPerPoolZone)
+	if err := checkAutoscaling(np.Name, np.Autoscaling); err != nil {
+		return err
+	}
+	if np.Autoscaling != nil {
+		np.Autoscaling = liveAutoscaling(np.Autoscaling)
 	}
 	if cfg.DiskSizeGb == 0 {
 		cfg.DiskSizeGb = 100
@@ -251,6 +257,9 @@ func (s *container) CreateCluster(ctx context.Context, req *containerpb.CreateCl
 	case len(c.NodePools) == 0 && !autopilot:
 		c.NodePools = []*containerpb.NodePool{{Name: "default-pool", Config: c.NodeConfig, InitialNodeCount: c.InitialNodeCount}}
 	}
+	if err := checkLabels("cluster.resource_labels", c.ResourceLabels); err != nil {
+		return nil, err
+	}
 	wi := c.GetWorkloadIdentityConfig().GetWorkloadPool()
 	if wi != "" && wi != l.project+".svc.id.goog" {
 		return nil, status.Errorf(codes.InvalidArgument, "Invalid value for field \"cluster.workload_identity_config.workload_pool\": %q. Must be %q.", wi, l.project+".svc.id.goog")
@@ -284,6 +293,7 @@ func (s *container) CreateCluster(ctx context.Context, req *containerpb.CreateCl
 	c.Zone = l.location
 	c.Locations = zonesOf(l.location)
 	c.Id = randHex(16)
+	c.LabelFingerprint = newLabelFingerprint()
 	c.SelfLink = clusterLink(l, c.Name)
 	c.CreateTime = now()
 	c.Status = containerpb.Cluster_PROVISIONING
@@ -447,16 +457,29 @@ func (s *container) DeleteCluster(ctx context.Context, req *containerpb.DeleteCl
 		}), nil
 }
 
-// updatable lists the ClusterUpdate fields the emulator applies; anything else is refused as UNIMPLEMENTED
-// rather than silently ignored, so a test never passes on an update that did nothing.
-var updatable = map[string]bool{
-	"etag": true, "desired_workload_identity_config": true, "desired_master_authorized_networks_config": true,
+// clusterUpdateFields are the ClusterUpdate fields the emulator applies. A known field outside this list is refused
+// as UNIMPLEMENTED rather than silently ignored, so a test never passes on an update that did nothing. etag and
+// desired_node_pool_id qualify an update; they are not updates themselves.
+var clusterUpdateFields = map[string]bool{
+	"desired_workload_identity_config": true, "desired_master_authorized_networks_config": true,
 	"desired_release_channel": true, "desired_master_version": true, "desired_node_version": true,
-	"desired_node_pool_id": true, "desired_locations": true, "desired_logging_service": true,
-	"desired_monitoring_service": true, "desired_addons_config": true, "desired_node_pool_autoscaling": true,
-	"desired_private_cluster_config": true, "desired_enable_private_endpoint": true, "desired_image_type": true,
+	"desired_locations": true, "desired_logging_service": true, "desired_monitoring_service": true,
+	"desired_addons_config": true, "desired_node_pool_autoscaling": true, "desired_private_cluster_config": true,
+	"desired_enable_private_endpoint": true, "desired_image_type": true,
 }
 
+var clusterUpdateQualifiers = map[string]bool{"etag": true, "desired_node_pool_id": true}
+
+// poolScoped are the updates that apply to one node pool, named by desired_node_pool_id ("required if
+// desired_node_version, desired_image_family or desired_node_pool_autoscaling is specified and there is more than
+// one node pool on the cluster", ClusterUpdate.desired_node_pool_id).
+var poolScoped = map[string]bool{"desired_node_version": true, "desired_image_type": true, "desired_node_pool_autoscaling": true}
+
+// UpdateCluster applies exactly one ClusterUpdate field: "Exactly one update can be applied to a cluster with each
+// request, so at most one field can be provided" (ClusterUpdate,
+// https://cloud.google.com/kubernetes-engine/docs/reference/rest/v1/ClusterUpdate). An update with no field is
+// refused with GKE's "Must specify a field to update.", one with several or with fields this build of the API does
+// not know with INVALID_ARGUMENT.
 func (s *container) UpdateCluster(ctx context.Context, req *containerpb.UpdateClusterRequest) (*containerpb.Operation, error) {
 	l, ids, err := parseName(req.GetName(), []string{"clusters"}, req.GetProjectId(), req.GetZone(), req.GetClusterId())
 	if err != nil {
@@ -464,24 +487,30 @@ func (s *container) UpdateCluster(ctx context.Context, req *containerpb.UpdateCl
 	}
 	u := req.GetUpdate()
 	if u == nil {
-		return nil, status.Error(codes.InvalidArgument, "Update is required.")
+		return nil, status.Error(codes.InvalidArgument, "Must specify a field to update.")
 	}
-	var set, unsupported []string
+	if len(u.ProtoReflect().GetUnknown()) > 0 {
+		return nil, status.Error(codes.InvalidArgument, "Invalid ClusterUpdate: it carries fields unknown to google.container.v1.ClusterUpdate.")
+	}
+	var set []string
 	u.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
-		n := string(fd.Name())
-		if !updatable[n] {
-			unsupported = append(unsupported, n)
-		} else if n != "etag" {
+		if n := string(fd.Name()); !clusterUpdateQualifiers[n] {
 			set = append(set, n)
 		}
 		return true
 	})
-	if len(unsupported) > 0 {
-		return nil, status.Errorf(codes.Unimplemented, "sandbox gke-emulator does not implement ClusterUpdate fields %v", unsupported)
+	sort.Strings(set)
+	switch {
+	case len(set) == 0:
+		return nil, status.Error(codes.InvalidArgument, "Must specify a field to update.")
+	case len(set) > 1:
+		return nil, status.Errorf(codes.InvalidArgument,
+			"Exactly one update can be applied to a cluster with each request, so at most one field can be provided; got %d: %s.",
+			len(set), fieldList(set))
+	case !clusterUpdateFields[set[0]]:
+		return nil, status.Errorf(codes.Unimplemented, "sandbox gke-emulator does not implement ClusterUpdate field %q", set[0])
 	}
-	if len(set) == 0 {
-		return nil, status.Error(codes.InvalidArgument, "Update is empty: set at least one desired_* field.")
-	}
+	field := set[0]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c, err := s.getCluster(l, ids[0])
@@ -496,14 +525,14 @@ func (s *container) UpdateCluster(ctx context.Context, req *containerpb.UpdateCl
 	}
 	var pool *containerpb.NodePool
 	if u.DesiredNodePoolId != "" {
-		for _, np := range c.c.NodePools {
-			if np.Name == u.DesiredNodePoolId {
-				pool = np
-			}
+		if _, pool = findPool(c, u.DesiredNodePoolId); pool == nil {
+			return nil, poolNotFound(l, ids[0], u.DesiredNodePoolId)
 		}
-		if pool == nil {
-			return nil, status.Errorf(codes.NotFound, "Node pool %q not found.", u.DesiredNodePoolId)
+	} else if poolScoped[field] {
+		if len(c.c.NodePools) != 1 {
+			return nil, status.Errorf(codes.InvalidArgument, "desired_node_pool_id is required with %s on a cluster with %d node pools.", field, len(c.c.NodePools))
 		}
+		pool = c.c.NodePools[0]
 	}
 	if wi := u.GetDesiredWorkloadIdentityConfig().GetWorkloadPool(); wi != "" && wi != l.project+".svc.id.goog" {
 		return nil, status.Errorf(codes.InvalidArgument, "Invalid value for field \"update.desired_workload_identity_config.workload_pool\": %q. Must be %q.", wi, l.project+".svc.id.goog")
@@ -513,13 +542,20 @@ func (s *container) UpdateCluster(ctx context.Context, req *containerpb.UpdateCl
 			return nil, status.Errorf(codes.InvalidArgument, "Invalid location %q for a cluster in %q.", z, l.location)
 		}
 	}
-	if u.DesiredNodePoolAutoscaling != nil && pool == nil {
-		return nil, status.Error(codes.InvalidArgument, "desired_node_pool_autoscaling requires desired_node_pool_id.")
+	if err := checkAutoscaling(u.DesiredNodePoolId, u.DesiredNodePoolAutoscaling); err != nil {
+		return nil, err
+	}
+	nodeVersion := ""
+	if u.DesiredNodeVersion != "" {
+		if nodeVersion, err = s.nodeVersion(c, "update.desired_node_version", u.DesiredNodeVersion); err != nil {
+			return nil, err
+		}
 	}
 	typ := containerpb.Operation_UPDATE_CLUSTER
-	if u.DesiredMasterVersion != "" {
+	switch field {
+	case "desired_master_version":
 		typ = containerpb.Operation_UPGRADE_MASTER
-	} else if u.DesiredNodeVersion != "" {
+	case "desired_node_version", "desired_image_type", "desired_node_pool_autoscaling":
 		typ = containerpb.Operation_UPGRADE_NODES
 	}
 	c.c.Status = containerpb.Cluster_RECONCILING
@@ -527,64 +563,45 @@ func (s *container) UpdateCluster(ctx context.Context, req *containerpb.UpdateCl
 	return s.startOp(l, c, typ, c.c.SelfLink, nil, func(any, error) {
 		cc := c.c
 		cc.Status = containerpb.Cluster_RUNNING
-		if u.DesiredWorkloadIdentityConfig != nil {
+		switch {
+		case u.DesiredWorkloadIdentityConfig != nil:
 			if u.DesiredWorkloadIdentityConfig.WorkloadPool == "" {
 				cc.WorkloadIdentityConfig = nil
 			} else {
 				cc.WorkloadIdentityConfig = u.DesiredWorkloadIdentityConfig
 				s.wiPools[u.DesiredWorkloadIdentityConfig.WorkloadPool] = true
 			}
-		}
-		if u.DesiredMasterAuthorizedNetworksConfig != nil {
+		case u.DesiredMasterAuthorizedNetworksConfig != nil:
 			cc.MasterAuthorizedNetworksConfig = u.DesiredMasterAuthorizedNetworksConfig
-		}
-		if u.DesiredReleaseChannel != nil {
+		case u.DesiredReleaseChannel != nil:
 			cc.ReleaseChannel = u.DesiredReleaseChannel
-		}
-		if v := u.DesiredMasterVersion; v != "" {
-			if v == "latest" || v == "-" {
+		case u.DesiredMasterVersion != "":
+			v := u.DesiredMasterVersion
+			if v == "latest" || v == "-" { // "-": "picks the default Kubernetes version" (desired_master_version)
 				v = s.version
 			}
 			cc.CurrentMasterVersion = v
-		}
-		if len(u.DesiredLocations) > 0 {
+		case len(u.DesiredLocations) > 0:
 			cc.Locations = u.DesiredLocations
-		}
-		if u.DesiredLoggingService != "" {
+		case u.DesiredLoggingService != "":
 			cc.LoggingService = u.DesiredLoggingService
-		}
-		if u.DesiredMonitoringService != "" {
+		case u.DesiredMonitoringService != "":
 			cc.MonitoringService = u.DesiredMonitoringService
-		}
-		if u.DesiredAddonsConfig != nil {
+		case u.DesiredAddonsConfig != nil:
 			cc.AddonsConfig = u.DesiredAddonsConfig
-		}
-		if u.DesiredPrivateClusterConfig != nil {
+		case u.DesiredPrivateClusterConfig != nil:
 			cc.PrivateClusterConfig = u.DesiredPrivateClusterConfig
-		}
-		if u.DesiredEnablePrivateEndpoint != nil {
+		case u.DesiredEnablePrivateEndpoint != nil:
 			if cc.PrivateClusterConfig == nil {
 				cc.PrivateClusterConfig = &containerpb.PrivateClusterConfig{}
 			}
 			cc.PrivateClusterConfig.EnablePrivateEndpoint = *u.DesiredEnablePrivateEndpoint
-		}
-		for _, np := range cc.NodePools {
-			if pool != nil && np != pool {
-				continue
-			}
-			if v := u.DesiredNodeVersion; v != "" {
-				if v == "latest" || v == "-" {
-					v = s.version
-				}
-				np.Version = v
-				cc.CurrentNodeVersion = v
-			}
-			if u.DesiredImageType != "" {
-				np.Config.ImageType = u.DesiredImageType
-			}
-			if u.DesiredNodePoolAutoscaling != nil && np == pool {
-				np.Autoscaling = u.DesiredNodePoolAutoscaling
-			}
+		case nodeVersion != "":
+			setNodeVersion(c, pool, nodeVersion)
+		case u.DesiredImageType != "":
+			pool.Config.ImageType = u.DesiredImageType
+		case u.DesiredNodePoolAutoscaling != nil:
+			pool.Autoscaling = liveAutoscaling(u.DesiredNodePoolAutoscaling)
 		}
 	}), nil
 }
@@ -756,7 +773,41 @@ func (s *container) SetNodePoolSize(ctx context.Context, req *containerpb.SetNod
 		}), nil
 }
 
+// nodePoolUpdateFields are the UpdateNodePoolRequest fields the emulator applies, in the order GKE lists them when
+// a request sets none ("At least one of [...] must be specified."). Another update field is refused as
+// UNIMPLEMENTED rather than ignored; the rest of the request names the pool or carries its etag.
+var nodePoolUpdateFields = []string{"node_version", "image_type", "locations", "workload_metadata_config",
+	"upgrade_settings", "tags", "taints", "labels", "resource_labels", "machine_type", "disk_type", "disk_size_gb"}
+
+var nodePoolRequestMeta = map[string]bool{"project_id": true, "zone": true, "cluster_id": true, "node_pool_id": true,
+	"name": true, "etag": true}
+
+// UpdateNodePool changes what the request sets and nothing else. node_version is documented as required, but the
+// API refuses only a request that updates nothing, listing node_version among the alternatives: an empty
+// node_version leaves the nodes' version alone, while "-" means "the Kubernetes master version" (an upgrade when the
+// pool is behind the master), "latest" the highest valid version
+// (https://cloud.google.com/kubernetes-engine/docs/reference/rest/v1/projects.locations.clusters.nodePools/update).
 func (s *container) UpdateNodePool(ctx context.Context, req *containerpb.UpdateNodePoolRequest) (*containerpb.Operation, error) {
+	known := map[string]bool{}
+	for _, f := range nodePoolUpdateFields {
+		known[f] = true
+	}
+	var set []string
+	req.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
+		if n := string(fd.Name()); !nodePoolRequestMeta[n] {
+			set = append(set, n)
+		}
+		return true
+	})
+	sort.Strings(set)
+	if len(set) == 0 {
+		return nil, status.Errorf(codes.InvalidArgument, "At least one of %s must be specified.", fieldList(nodePoolUpdateFields))
+	}
+	for _, f := range set {
+		if !known[f] {
+			return nil, status.Errorf(codes.Unimplemented, "sandbox gke-emulator does not implement UpdateNodePoolRequest field %q", f)
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	l, c, np, err := s.poolReq(req.GetName(), req.GetProjectId(), req.GetZone(), req.GetClusterId(), req.GetNodePoolId())
@@ -769,7 +820,23 @@ func (s *container) UpdateNodePool(ctx context.Context, req *containerpb.UpdateN
 	if req.Etag != "" && req.Etag != np.Etag {
 		return nil, status.Errorf(codes.Aborted, "Node pool etag %q does not match the current etag %q: re-read the node pool.", req.Etag, np.Etag)
 	}
-	// node_version and image_type are required by the API (an empty value means "unchanged" only for "-").
+	version := ""
+	if req.GetNodeVersion() != "" {
+		if version, err = s.nodeVersion(c, "node_version", req.GetNodeVersion()); err != nil {
+			return nil, err
+		}
+	}
+	imageType := ""
+	if t := req.GetImageType(); t != "" {
+		for _, valid := range validImageTypes {
+			if strings.EqualFold(t, valid) {
+				imageType = valid
+			}
+		}
+		if imageType == "" {
+			return nil, status.Errorf(codes.InvalidArgument, "Invalid value for field \"image_type\": %q. Valid image types are %v.", t, validImageTypes)
+		}
+	}
 	if req.GetMachineType() != "" {
 		if _, ok := lookupMachine(req.GetMachineType()); !ok {
 			return nil, status.Errorf(codes.InvalidArgument, "Invalid machine type %q in zone %q: machine type not found.", req.GetMachineType(), zonesOf(l.location)[0])
@@ -800,14 +867,11 @@ func (s *container) UpdateNodePool(ctx context.Context, req *containerpb.UpdateN
 			return
 		}
 		cfg := np.Config
-		if v := r.NodeVersion; v != "" && v != "-" {
-			if v == "latest" {
-				v = s.version
-			}
-			np.Version = v
+		if version != "" {
+			setNodeVersion(c, np, version)
 		}
-		if r.ImageType != "" && r.ImageType != "-" {
-			cfg.ImageType = r.ImageType
+		if imageType != "" {
+			cfg.ImageType = imageType
 		}
 		if r.MachineType != "" {
 			cfg.MachineType = r.MachineType
@@ -884,7 +948,7 @@ func (s *container) GetServerConfig(ctx context.Context, req *containerpb.GetSer
 	}
 	return &containerpb.ServerConfig{
 		DefaultClusterVersion: s.version, ValidMasterVersions: []string{s.version}, ValidNodeVersions: []string{s.version},
-		DefaultImageType: "COS_CONTAINERD", ValidImageTypes: []string{"COS_CONTAINERD", "UBUNTU_CONTAINERD"},
+		DefaultImageType: "COS_CONTAINERD", ValidImageTypes: validImageTypes,
 		Channels: []*containerpb.ServerConfig_ReleaseChannelConfig{
 			ch(containerpb.ReleaseChannel_RAPID), ch(containerpb.ReleaseChannel_REGULAR), ch(containerpb.ReleaseChannel_STABLE),
 		},

@@ -3,13 +3,16 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"math/big"
+	"net/http"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"cloud.google.com/go/iam/admin/apiv1/adminpb"
 	"cloud.google.com/go/iam/apiv1/iampb"
@@ -34,12 +37,19 @@ type iamAdmin struct {
 	adminpb.UnimplementedIAMServer
 	mu       sync.Mutex
 	accounts map[string]*adminpb.ServiceAccount // key: email
+	created  map[string]time.Time               // key: email
 	policies *sandboxsrv.PolicyStore            // resource key: "sa:" + email
 	etagSeq  int
+	// propagation is how long a new service account stays unknown to IAM policies (see usable).
+	propagation time.Duration
+	// onDelete, if set, is told "serviceAccount:EMAIL" and "deleted:serviceAccount:EMAIL?uid=ID" when an account
+	// is deleted, so the other policy stores keep the deleted principal as Google does.
+	onDelete func(member, deleted string)
 }
 
 func newIAMAdmin() *iamAdmin {
-	a := &iamAdmin{accounts: map[string]*adminpb.ServiceAccount{}, policies: sandboxsrv.NewPolicyStore()}
+	a := &iamAdmin{accounts: map[string]*adminpb.ServiceAccount{}, created: map[string]time.Time{},
+		policies: sandboxsrv.NewPolicyStore()}
 	a.policies.RoleOK = func(_, role string) bool {
 		switch role {
 		case "roles/owner", "roles/editor", "roles/viewer":
@@ -106,6 +116,7 @@ func (a *iamAdmin) CreateServiceAccount(ctx context.Context, req *adminpb.Create
 		DisplayName: in.GetDisplayName(), Description: in.GetDescription(), Oauth2ClientId: uid, Etag: a.nextEtag(),
 	}
 	a.accounts[email] = sa
+	a.created[email] = time.Now()
 	return proto.Clone(sa).(*adminpb.ServiceAccount), nil
 }
 
@@ -164,7 +175,15 @@ func (a *iamAdmin) DeleteServiceAccount(ctx context.Context, req *adminpb.Delete
 		return nil, err
 	}
 	delete(a.accounts, sa.Email)
+	delete(a.created, sa.Email)
 	a.policies.Delete("sa:" + sa.Email)
+	// Bindings naming the account are kept with the deleted principal, which grants nothing, and no longer stop
+	// later writes of those policies (https://cloud.google.com/iam/docs/policies#handle-deleted-principals).
+	member, deleted := "serviceAccount:"+sa.Email, "deleted:serviceAccount:"+sa.Email+"?uid="+sa.UniqueId
+	a.policies.RenameMember(member, deleted)
+	if a.onDelete != nil {
+		a.onDelete(member, deleted)
+	}
 	return &emptypb.Empty{}, nil
 }
 
@@ -248,19 +267,62 @@ func (a *iamAdmin) TestIamPermissions(ctx context.Context, req *iampb.TestIamPer
 	return &iampb.TestIamPermissionsResponse{Permissions: got}, nil
 }
 
+// usable tells whether IAM policies accept the account as a member yet. Service accounts are eventually
+// consistent: "if you create a service account, then immediately try to use it, the request might fail"
+// (https://cloud.google.com/iam/docs/service-account-overview#eventual-consistency; also
+// https://cloud.google.com/iam/docs/overview#consistency). GetServiceAccount finds the account at once, but for
+// `propagation` after it was created a policy naming it is refused as if it did not exist, as on GCP.
+func (a *iamAdmin) usable(email string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ok := a.accounts[email]; !ok {
+		return false
+	}
+	return time.Since(a.created[email]) >= a.propagation
+}
+
+func (a *iamAdmin) setPropagation(d time.Duration) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.propagation = d
+}
+
+// registerIAMAdmin serves GET/PUT <admin>/iam/propagation ({"seconds": N}): how long a new service account is
+// refused in policies (flag --iam-propagation); a change applies to accounts already created too.
+func registerIAMAdmin(srv *sandboxsrv.Server, a *iamAdmin) {
+	srv.Admin.HandleFunc("/iam/propagation", func(w http.ResponseWriter, r *http.Request) {
+		switch r.Method {
+		case http.MethodGet:
+		case http.MethodPut, http.MethodPost:
+			var body struct {
+				Seconds *float64 `json:"seconds"`
+			}
+			if err := json.NewDecoder(r.Body).Decode(&body); err != nil || body.Seconds == nil || *body.Seconds < 0 {
+				http.Error(w, `want {"seconds": N} with N >= 0`, http.StatusBadRequest)
+				return
+			}
+			a.setPropagation(time.Duration(*body.Seconds * float64(time.Second)))
+		default:
+			http.Error(w, "GET or PUT", http.StatusMethodNotAllowed)
+			return
+		}
+		a.mu.Lock()
+		d := a.propagation
+		a.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]float64{"seconds": d.Seconds()})
+	})
+}
+
 // checkMember mirrors IAM's existence checks for members that name Google resources: a service account of
-// a sandbox project must exist, and a Workload Identity member needs its pool (created by the first GKE
-// cluster with Workload Identity in that project) — the error spinboot would hit in production if it bound
-// the Kubernetes service account before the cluster existed.
+// a sandbox project must exist (and have propagated, see usable), and a Workload Identity member needs its pool
+// (created by the first GKE cluster with Workload Identity in that project) — the error spinboot would hit in
+// production if it bound the Kubernetes service account before the cluster existed. The wording is IAM's:
+// INVALID_ARGUMENT "Service account EMAIL does not exist." (HTTP 400).
 func checkMember(a *iamAdmin, gke *container) func(string) error {
 	return func(m string) error {
-		if email, ok := strings.CutPrefix(m, "serviceAccount:"); ok && saEmailRE.MatchString(email) {
-			a.mu.Lock()
-			_, exists := a.accounts[email]
-			a.mu.Unlock()
-			if !exists {
-				return status.Errorf(codes.InvalidArgument, "Service account %s does not exist.", email)
-			}
+		if email, ok := strings.CutPrefix(m, "serviceAccount:"); ok && saEmailRE.MatchString(email) && !a.usable(email) {
+			return status.Errorf(codes.InvalidArgument, "Service account %s does not exist.", email)
 		}
 		if g := wiMemberRE.FindStringSubmatch(m); g != nil && !gke.wiPoolExists(g[1]) {
 			return status.Errorf(codes.InvalidArgument, "Identity Pool does not exist (%s). Please check that you specified a valid resource name as returned in the `name` attribute in the configuration API.", g[1])

@@ -38,6 +38,7 @@ func main() {
 	deprovCmd := flag.String("deprovision-cmd", "", "command that stops it; run with --name PROJECT-LOCATION-CLUSTER appended")
 	nodesCmd := flag.String("nodes-cmd", "", "command that sets a node pool's node count in the backing cluster; run with --name PROJECT-LOCATION-CLUSTER --pool POOL --count TOTAL appended")
 	provTimeout := flag.Duration("provision-timeout", 10*time.Minute, "give up on a (de)provisioning command after this long")
+	iamPropagation := flag.Duration("iam-propagation", mustDur(envOr("SPINBOOT_GKE_IAM_PROPAGATION", "3s")), "how long IAM policies refuse a newly created service account as not existing, as GCP does while it propagates (env SPINBOOT_GKE_IAM_PROPAGATION; admin PUT /iam/propagation)")
 	projectList := flag.String("projects", "", "comma-separated project IDs that exist (empty: every well-formed ID exists)")
 	flag.Parse()
 	log.SetFlags(log.LstdFlags | log.Lmicroseconds)
@@ -45,6 +46,7 @@ func main() {
 	ctx, cancel := context.WithCancel(context.Background())
 	gke := newContainer(ctx, *latency, *version, &provisioner{provisionCmd: *provCmd, deprovisionCmd: *deprovCmd, nodesCmd: *nodesCmd, timeout: *provTimeout})
 	iamSrv := newIAMAdmin()
+	iamSrv.setPropagation(*iamPropagation)
 	proj := &projects{known: map[string]bool{}, policies: sandboxsrv.NewPolicyStore()}
 	for _, p := range strings.Split(*projectList, ",") {
 		if p = strings.TrimSpace(p); p != "" {
@@ -63,8 +65,14 @@ func main() {
 	containerpb.RegisterClusterManagerServer(srv.GRPC, gke)
 	adminpb.RegisterIAMServer(srv.GRPC, iamSrv)
 	resourcemanagerpb.RegisterProjectsServer(srv.GRPC, proj)
-	registerTroubleshooter(srv, registerArtifactRegistry(srv, proj), iamSrv) // ar.go, troubleshoot.go
-	registerMetadata(srv, gke, iamSrv)                                       // metadata.go: Workload Identity tokens
+	ar := registerArtifactRegistry(srv, proj)
+	registerTroubleshooter(srv, ar, iamSrv) // ar.go, troubleshoot.go
+	iamSrv.onDelete = func(member, deleted string) {
+		proj.policies.RenameMember(member, deleted)
+		ar.policies.RenameMember(member, deleted)
+	}
+	registerMetadata(srv, gke, iamSrv) // metadata.go: Workload Identity tokens
+	registerIAMAdmin(srv, iamSrv)      // iam.go: /iam/propagation
 	// /clusters shows what tests cannot get through the API: which sandbox control plane backs which cluster.
 	srv.Admin.HandleFunc("/clusters", func(w http.ResponseWriter, _ *http.Request) {
 		gke.mu.Lock()

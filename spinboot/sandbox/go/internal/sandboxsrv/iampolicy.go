@@ -59,6 +59,36 @@ func (ps *PolicyStore) Delete(resource string) {
 	delete(ps.policies, resource)
 }
 
+// RenameMember replaces member old with new in every binding of every policy, giving each changed policy a new
+// etag, and returns how many policies changed. A deleted service account stays in the policies that named it as
+// "deleted:serviceAccount:EMAIL?uid=ID", granting nothing
+// (https://cloud.google.com/iam/docs/policies#handle-deleted-principals).
+func (ps *PolicyStore) RenameMember(old, new string) int {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	changed := 0
+	for _, p := range ps.policies {
+		hit := false
+		for _, b := range p.Bindings {
+			for i, m := range b.Members {
+				if m == old {
+					b.Members[i], hit = new, true
+				}
+			}
+			sort.Strings(b.Members)
+		}
+		if hit {
+			ps.seq++
+			etag := make([]byte, 9)
+			etag[0] = 0x07
+			binary.BigEndian.PutUint64(etag[1:], ps.seq)
+			p.Etag = etag
+			changed++
+		}
+	}
+	return changed
+}
+
 // Set validates and stores a policy; mask paths follow SetIamPolicyRequest.update_mask (default: bindings, etag).
 func (ps *PolicyStore) Set(resource string, in *iampb.Policy, maskPaths []string) (*iampb.Policy, error) {
 	if in == nil {
