@@ -7,34 +7,82 @@ changes.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer import _click
+from typer.core import TyperGroup
 
 from .. import __version__
-from ..config import ConfigError, load_config
 from ..config.model import SpinbootConfig
-from .output import OutputFormat, Reporter
+from . import errors
+from .common import (EXIT_BAD_INPUT, EXIT_CHANGES, EXIT_FAILED, EXIT_OK, ConfigOpt, LockTimeoutOpt,  # noqa: F401
+                     OutputOpt, SandboxOpt, YesOpt, fail, load_or_exit, make_clients)
+from .output import OutputFormat, Reporter, current
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CHANGES = 0, 1, 2, 3
+
+def _wants_json(args: list[str]) -> bool:
+    for i, a in enumerate(args):
+        if a in ("--output", "-o") and i + 1 < len(args) and args[i + 1] == "json":
+            return True
+        if a in ("--output=json", "-ojson", "-o=json"):
+            return True
+    return False
+
+
+class _Group(TyperGroup):
+    """The root command: whatever a command did not handle ends as one line with its cause and fix (or a JSON
+    ``error`` event) and exit 1, never a traceback (SPINBOOT_DEBUG=1 shows it)."""
+
+    def invoke(self, ctx):
+        args = [*ctx._protected_args, *ctx.args]
+        try:
+            return super().invoke(ctx)
+        except _click.exceptions.UsageError as exc:
+            if _wants_json(args):  # stdout stays one JSON event per line; the usage text goes to stderr
+                Reporter(OutputFormat.json).error(exc.format_message(), code="usage",
+                                                  fix="see spinboot --help, or the command's --help")
+            raise
+        except (typer.Exit, typer.Abort, _click.exceptions.ClickException):
+            raise
+        except Exception as exc:
+            if os.environ.get(errors.DEBUG_ENV):
+                raise
+            rep = current()
+            if not rep.json and _wants_json(args):
+                rep = Reporter(OutputFormat.json)
+            failure = errors.explain(exc)
+            rep.failure(failure)
+            raise typer.Exit(failure.exit_code) from None
+
 
 app = typer.Typer(
     name="spinboot",
     help="Bootstrap and configure Spinnaker on GKE from one declarative file.",
+    cls=_Group,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
 )
-
-ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="The spinboot file.", show_default=True)]
-OutputOpt = Annotated[OutputFormat, typer.Option("--output", help="text for people, json for one event per line.")]
 
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"spinboot {__version__}")
+        typer.echo(f"spinboot {package_version()}")
         raise typer.Exit()
+
+
+def package_version() -> str:
+    """The installed package's version (pyproject.toml), or the source tree's when not installed."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("spinboot")
+    except metadata.PackageNotFoundError:
+        return __version__
 
 
 @app.callback()
@@ -45,22 +93,14 @@ def main(
     """Bootstrap and configure Spinnaker on GKE from one declarative file."""
 
 
-def load_or_exit(path: Path, rep: Reporter):
-    """Load the file, report warnings; on any problem report them all and exit 2 (nothing touched)."""
-    try:
-        loaded = load_config(path)
-    except ConfigError as exc:
-        for p in exc.problems:
-            rep.problem(p)
-        errors = sum(p.severity == "error" for p in exc.problems)
-        rep.event("invalid", None if rep.json else f"{path}: {errors} problem(s); nothing was done.",
-                  file=str(path), errors=errors)
-        if not rep.json:
-            rep.err.print(f"{path}: {errors} problem(s); nothing was done.", style="red", markup=False)
-        raise typer.Exit(EXIT_BAD_INPUT)
-    for w in loaded.warnings:
-        rep.problem(w)
-    return loaded
+@app.command("version")
+def version_command(output: OutputOpt = OutputFormat.text) -> None:
+    """Print spinboot's version."""
+    import platform
+
+    rep = Reporter(output)
+    v = package_version()
+    rep.event("version", f"spinboot {v}", version=v, python=platform.python_version())
 
 
 @app.command()
@@ -87,10 +127,11 @@ def validate(config: ConfigOpt = Path("spinboot.yaml"), output: OutputOpt = Outp
     rep = Reporter(output)
     loaded = load_or_exit(config, rep)
     cfg = loaded.config
+    acked = f", {len(loaded.acknowledged)} acknowledged" if loaded.acknowledged else ""
     rep.event("valid", f"{config}: valid ({len(cfg.targets)} target(s), {len(cfg.registries)} registr"
-                       f"{'y' if len(cfg.registries) == 1 else 'ies'}, {len(loaded.warnings)} warning(s))",
+                       f"{'y' if len(cfg.registries) == 1 else 'ies'}, {len(loaded.warnings)} warning(s){acked})",
               file=str(config), targets=len(cfg.targets), registries=len(cfg.registries),
-              warnings=len(loaded.warnings))
+              warnings=len(loaded.warnings), acknowledged=len(loaded.acknowledged))
 
 
 @app.command()
@@ -102,17 +143,25 @@ def schema(output: OutputOpt = OutputFormat.text) -> None:
     typer.echo(json.dumps(document, indent=2, sort_keys=True))
 
 
+def _render_output(value: str) -> str:
+    if value not in (OutputFormat.text.value, OutputFormat.json.value):
+        raise typer.BadParameter(f"{value!r} is not text or json (-o is --output, as in kubectl; to write the "
+                                 f"artifacts to {value}, use -d/--dir: spinboot render -c FILE -d {value})")
+    return value
+
+
 @app.command()
 def render(
     config: ConfigOpt = Path("spinboot.yaml"),
-    out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write the artifacts to.")] = Path("out"),
-    output: OutputOpt = OutputFormat.text,
+    out: Annotated[Path, typer.Option("--dir", "-d", help="Directory to write the artifacts to.")] = Path("out"),
+    output: Annotated[str, typer.Option("--output", "-o", callback=_render_output, metavar="[text|json]",
+                                        help="text for people, json for one event per line.")] = "text",
 ) -> None:
     """Write every artifact (Halyard script, profiles, RBAC, Halyard and GCP specs); touches nothing remote."""
     from ..render import OutputDirError, render_all, write_bundle
     from ..render.preflight import check_bundle
 
-    rep = Reporter(output)
+    rep = Reporter(OutputFormat(output))
     loaded = load_or_exit(config, rep)
     files = render_all(loaded.config)
     problems = check_bundle(files)
@@ -159,47 +208,35 @@ def run() -> None:
 
 # --- live commands ---------------------------------------------------------------------------------------------
 
-SandboxOpt = Annotated[bool, typer.Option("--sandbox", help="Act on the local sandbox (spinboot sandbox up) instead "
-                                                            "of Google Cloud. Also: SPINBOOT_SANDBOX=endpoints.json.")]
-YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do destructive changes (deletions) without asking.")]
-
-
-def make_clients(sandbox: bool, rep: Reporter):
-    import os
-
-    from ..gcp.clients import GoogleClients, SandboxEndpoints
-    from ..sandbox.paths import endpoints_file
-
-    if sandbox or os.environ.get("SPINBOOT_SANDBOX"):
-        path = endpoints_file()
-        if not path.is_file():
-            rep.error(f"no sandbox is running ({path} does not exist); start one with: spinboot sandbox up")
-            raise typer.Exit(EXIT_BAD_INPUT)
-        return GoogleClients(SandboxEndpoints.load(path))
-    return GoogleClients()
+# SandboxOpt, YesOpt, LockTimeoutOpt and make_clients live in .common (shared with the ops_* modules).
 
 
 def run_stages(config: Path, output: OutputFormat, sandbox: bool, stages: tuple[str, ...], verb: str,
-               dry_run: bool = False, yes: bool = False, detailed_exitcode: bool = False, **opts) -> SpinbootConfig:
+               dry_run: bool = False, yes: bool = False, detailed_exitcode: bool = False, loaded=None,
+               on_results=None, **opts) -> SpinbootConfig:
+    """Load the file (or take ``loaded``), run the stages, summarise, exit with the contract's code.
+    ``on_results(results)`` sees the step results of a successful run before the exit code is decided."""
     from ..engine.graph import run_graph
     from ..engine.stages import RunOptions, Stages
     from .live import RunView, summarize
 
     rep = Reporter(output)
-    loaded = load_or_exit(config, rep)
-    clients = make_clients(sandbox, rep)
-    st = Stages(loaded.config, clients, RunOptions(dry_run=dry_run, allow_delete=yes or dry_run, **opts))
-    if opts.get("only_targets"):
+    loaded = loaded or load_or_exit(config, rep)
+    if opts.get("only_targets"):  # bad input: said before anything is read, credentials or not
         unknown = sorted(set(opts["only_targets"]) - {t.name for t in loaded.config.targets})
         if unknown:
             rep.error(f"--cluster {', '.join(unknown)}: no such target in {config} (allowed: "
                       f"{', '.join(t.name for t in loaded.config.targets)})")
             raise typer.Exit(EXIT_BAD_INPUT)
+    clients = make_clients(sandbox, rep)
+    st = Stages(loaded.config, clients, RunOptions(dry_run=dry_run, allow_delete=yes or dry_run, **opts))
     with RunView(rep, verb) as view:
         results = run_graph(st.steps(stages), view)
     failed, mutating = summarize(rep, verb, results, dry_run)
     if failed:
         raise typer.Exit(EXIT_FAILED)
+    if on_results:
+        on_results(results)
     blocked = any(c.action == "blocked" for r in results.values() for c in r.changes)
     if detailed_exitcode and (mutating or blocked):
         raise typer.Exit(EXIT_CHANGES)
@@ -208,25 +245,87 @@ def run_stages(config: Path, output: OutputFormat, sandbox: bool, stages: tuple[
     return loaded.config
 
 
+ALL_STAGES = ("cluster", "rbac", "pubsub", "halyard")
+
+
+def _records(results) -> list[dict]:
+    from ..engine.savedplan import change_record
+
+    return [change_record(name, c) for name, r in sorted(results.items()) for c in r.changes]
+
+
 @app.command()
 def plan(config: ConfigOpt = Path("spinboot.yaml"), output: OutputOpt = OutputFormat.text, sandbox: SandboxOpt = False,
          detailed_exitcode: Annotated[bool, typer.Option("--detailed-exitcode",
-                                                         help="Exit 3 when there are changes, 0 when none.")] = False
+                                                         help="Exit 3 when there are changes, 0 when none.")] = False,
+         out: Annotated[Path | None, typer.Option(
+             "--out", help="Save the plan to this file (mode 0600): `spinboot apply FILE` then does exactly these "
+                           "changes, or refuses if live state moved.")] = None,
          ) -> None:
     """Read live state and show what apply would change; changes nothing."""
-    run_stages(config, output, sandbox, ("cluster", "rbac", "pubsub", "halyard"), "plan", dry_run=True,
-               detailed_exitcode=detailed_exitcode)
+    from ..engine import savedplan
+
+    def save(results) -> None:
+        saved = savedplan.write(out, str(config), config.read_text(), ALL_STAGES, _records(results))
+        Reporter(output).event("planfile", f"plan saved to {out} ({len(saved.mutating)} change(s)); apply it with: "
+                                             f"spinboot apply {out}", file=str(out), changes=len(saved.mutating))
+
+    run_stages(config, output, sandbox, ALL_STAGES, "plan", dry_run=True, detailed_exitcode=detailed_exitcode,
+               on_results=save if out else None)
 
 
 @app.command()
-def apply(config: ConfigOpt = Path("spinboot.yaml"), output: OutputOpt = OutputFormat.text, sandbox: SandboxOpt = False,
+def apply(plan_file: Annotated[Path | None, typer.Argument(
+              help="A plan saved by `spinboot plan --out FILE`: apply exactly it (its own spinboot.yaml), or refuse "
+                   "if live state moved since.", show_default=False)] = None,
+          config: ConfigOpt = Path("spinboot.yaml"), output: OutputOpt = OutputFormat.text, sandbox: SandboxOpt = False,
           yes: YesOpt = False,
-          verify: Annotated[bool, typer.Option("--verify", help="Prove Pub/Sub delivery with a test message (see pubsub apply --verify).")] = False
+          verify: Annotated[bool, typer.Option("--verify", help="Prove Pub/Sub delivery with a test message (see pubsub apply --verify).")] = False,
+          lock_timeout: LockTimeoutOpt = None,
           ) -> None:
     """Make live state match the file: every stage, in dependency order, in parallel where possible."""
-    cfg = run_stages(config, output, sandbox, ("cluster", "rbac", "pubsub", "halyard"), "apply", yes=yes,
-                     verify_pubsub=verify)
+    loaded = None
+    if plan_file is not None:
+        loaded, yes = _check_saved_plan(plan_file, output, sandbox), True   # the plan showed its deletions
+    cfg = run_stages(config, output, sandbox, ALL_STAGES, "apply", yes=yes, loaded=loaded,
+                     verify_pubsub=verify, lock_timeout=lock_timeout)
     report_spinnaker(Reporter(output), cfg)
+
+
+def _check_saved_plan(plan_file: Path, output: OutputFormat, sandbox: bool):
+    """Read a saved plan and plan again against live state: the loaded config when nothing moved, else exit 1."""
+    from ..config import ConfigError, load_config_bytes
+    from ..engine import savedplan
+    from ..engine.graph import run_graph
+    from ..engine.stages import RunOptions, Stages
+
+    rep = Reporter(output)
+    try:
+        saved = savedplan.read(plan_file)
+        loaded = load_config_bytes(saved.config_text.encode(), saved.config_name)
+    except savedplan.PlanFileError as exc:
+        rep.error(str(exc))
+        raise typer.Exit(EXIT_BAD_INPUT)
+    except ConfigError as exc:
+        for p in exc.problems:
+            rep.problem(p)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    rep.event("progress", f"{plan_file}: checking live state against the plan ({len(saved.mutating)} change(s))",
+              step="plan")
+    clients = make_clients(sandbox, rep)
+    results = run_graph(Stages(loaded.config, clients, RunOptions(dry_run=True, allow_delete=True)).steps(saved.stages),
+                        lambda e: None)
+    failed = [n for n, r in results.items() if r.status != "done"]
+    if failed:
+        rep.error(f"{plan_file}: could not read live state to check the plan ({', '.join(failed)}: "
+                  f"{next(r.error for r in results.values() if r.error)}); nothing was applied")
+        raise typer.Exit(EXIT_FAILED)
+    moved = savedplan.moved(saved, _records(results))
+    if moved:
+        rep.error(f"{plan_file}: live state moved since the plan was made, so it is not applied (run spinboot plan "
+                  "again and review it): " + "; ".join(moved[:10]) + (f"; and {len(moved) - 10} more" if len(moved) > 10 else ""))
+        raise typer.Exit(EXIT_FAILED)
+    return loaded
 
 
 def report_spinnaker(rep: Reporter, cfg: SpinbootConfig) -> None:
@@ -278,9 +377,11 @@ def rbac_apply(config: ConfigOpt = Path("spinboot.yaml"), output: OutputOpt = Ou
                cluster: Annotated[list[str], typer.Option("--cluster", help="Only this target (repeatable).")] = [],
                prune: Annotated[bool, typer.Option("--prune", help="Also remove spinboot's RBAC from targets that "
                                                                    "are no longer in the file.")] = False,
+               lock_timeout: LockTimeoutOpt = None,
                ) -> None:
     """Apply Spinnaker's service account and namespace-scoped RBAC, mint kubeconfigs, prove least privilege."""
-    run_stages(config, output, sandbox, ("rbac",), "rbac apply", yes=yes, only_targets=tuple(cluster), prune=prune)
+    run_stages(config, output, sandbox, ("rbac",), "rbac apply", yes=yes, only_targets=tuple(cluster), prune=prune,
+               lock_timeout=lock_timeout)
 
 
 @pubsub_app.command("apply")
@@ -295,11 +396,12 @@ def pubsub_apply(config: ConfigOpt = Path("spinboot.yaml"), output: OutputOpt = 
 @halyard_app.command("apply")
 def halyard_apply(config: ConfigOpt = Path("spinboot.yaml"), output: OutputOpt = OutputFormat.text,
                   sandbox: SandboxOpt = False, yes: YesOpt = False,
-                  force: Annotated[bool, typer.Option("--force", help="Run configure.sh even if unchanged.")] = False
+                  force: Annotated[bool, typer.Option("--force", help="Run configure.sh even if unchanged.")] = False,
+                  lock_timeout: LockTimeoutOpt = None,
                   ) -> None:
     """Deploy Halyard, run the configuration script in its pod, and wait for Spinnaker's rollout."""
     run_stages(config, output, sandbox, ("cluster", "rbac", "pubsub", "halyard"), "halyard apply", yes=yes,
-               force_halyard=force)
+               force_halyard=force, lock_timeout=lock_timeout)
 
 
 # --- the local sandbox -----------------------------------------------------------------------------------------

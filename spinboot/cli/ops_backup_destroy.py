@@ -37,8 +37,8 @@ def _confirm(rep, yes: bool, question: str, expect: str | None, flag_hint: str) 
 def register(app: typer.Typer) -> None:
     from ..engine.graph import Step, run_graph
     from .live import RunView, summarize
-    from .main import (EXIT_BAD_INPUT, EXIT_FAILED, ConfigOpt, OutputOpt, SandboxOpt, YesOpt, load_or_exit,
-                       make_clients)
+    from .common import (EXIT_BAD_INPUT, EXIT_FAILED, ConfigOpt, LockTimeoutOpt, OutputOpt, SandboxOpt, YesOpt,
+                         load_or_exit, make_clients)
     from .output import OutputFormat, Reporter
 
     def finish(rep, verb, results, dry_run=False) -> None:
@@ -128,7 +128,8 @@ def register(app: typer.Typer) -> None:
                     "--delete-topics", help="Also delete each registry project's gcr topic when no other "
                                             "subscription reads it (it is usually the registry's).")] = False,
                 dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be deleted; delete "
-                                                                        "nothing.")] = False) -> None:
+                                                                        "nothing.")] = False,
+                lock_timeout: LockTimeoutOpt = None) -> None:
         """Remove what spinboot created: the cluster, target RBAC, subscriptions, its IAM members, the service
         account (and, if asked, the bucket and topics). Leaves alone what it did not create."""
         from ..ops.destroy import DestroyOptions, Destroyer
@@ -153,6 +154,5 @@ def register(app: typer.Typer) -> None:
                 return
             _confirm(rep, yes, f"destroy deletes the {deletes} thing(s) above", cfg.cluster.name, "")
         with RunView(rep, "destroy") as view:
-            results = run_graph(Destroyer(cfg, clients, DestroyOptions(False, keep_bucket, delete_topics)).steps(),
-                                view)
+            results = Destroyer(cfg, clients, DestroyOptions(False, keep_bucket, delete_topics, lock_timeout)).run(view)
         finish(rep, "destroy", results)

@@ -22,7 +22,8 @@ from ..config.model import SpinbootConfig, Target
 from ..gcp import artifactregistry as gcp_ar, gke, iam as gcp_iam, pubsub as gcp_pubsub, storage as gcp_storage
 from ..gcp.clients import GoogleClients
 from ..kube import access
-from ..kube.halyard import apply_halyard
+from ..kube.halyard import BUNDLE_DIR, HalyardError, apply_halyard, pod_name, wait_rollout
+from ..kube.lock import DEFAULT_TIMEOUT_SECONDS, LeaseLock, wait_for_leftover
 from ..kube.resources import Kube, KubeError
 from ..kube.targets import apply_target
 from ..render import render_all
@@ -42,6 +43,7 @@ class RunOptions:
     force_halyard: bool = False
     allow_delete: bool = False   # deletions need --yes (plan only reports them)
     prune: bool = False          # remove the RBAC of targets no longer in the file
+    lock_timeout: float | None = None   # seconds to wait for the Spinnaker cluster's lock (None: the default)
 
 
 @dataclass
@@ -89,8 +91,10 @@ class Stages:
                                                      f"projects/{sa['project']}/serviceAccounts/{sa['email']}")
                 changes.append(ch)
             if with_nodes:
+                # A node service account made above may not be known to IAM policies yet: ensure_bindings waits.
                 changes += gcp_iam.ensure_bindings(lambda res: gcp_iam.GrpcPolicy(self.clients.projects, res),
-                                                   bindings_for(self.cfg, "resourcemanager"), self.opts.dry_run)
+                                                   bindings_for(self.cfg, "resourcemanager"), self.opts.dry_run,
+                                                   progress=ctx.progress)
             return changes
         return run
 
@@ -153,6 +157,9 @@ class Stages:
 
     def halyard(self, ctx: StepContext) -> list[Change]:
         a = self.shared.spinnaker
+        if a is None and not self.opts.dry_run:
+            raise HalyardError("the Spinnaker cluster cannot be reached yet (see the cluster step: blocked or "
+                               "not created), so Halyard was not deployed")
         if a is None:  # plan before the cluster exists: everything would be created
             from ..render.halyard import halyard_manifests
 
@@ -161,12 +168,41 @@ class Stages:
                    [Change("create", "Halyard configuration", "configure.sh", self.cfg.spinnaker.halyard.namespace,
                            "run configure.sh; then hal deploy apply")]
         kube = Kube(a.api_client(), "spinnaker")
-        kubeconfigs = None if self.opts.dry_run else dict(self.shared.kubeconfigs)
+        kubeconfigs = dict(self.shared.kubeconfigs)   # plan: from the tokens already issued (apply_target)
         # A grant made moments ago takes minutes to apply; Halyard validates registry accounts by using it.
         iam_wait = IAM_PROPAGATION_SECONDS if self.shared.granted_registry_access else 0
-        return apply_halyard(kube, self.cfg, self.files, kubeconfigs, dry_run=self.opts.dry_run,
-                             progress=ctx.progress, on_line=ctx.output, force=self.opts.force_halyard,
-                             iam_wait_seconds=iam_wait)
+
+        def run(dry_run: bool) -> list[Change]:
+            return apply_halyard(kube, self.cfg, self.files, kubeconfigs, dry_run=dry_run,
+                                 progress=ctx.progress, on_line=ctx.output, force=self.opts.force_halyard,
+                                 iam_wait_seconds=iam_wait)
+
+        if self.opts.dry_run:
+            return run(True)
+        # Two runs at once (docs/apply.md, "Two applies at once"): what this step writes, above all the bundle copied
+        # into the Halyard pod and configure.sh, happens under the Spinnaker cluster's lock. Planned first, so a run
+        # with nothing to do takes no lock and writes nothing; decided again under the lock, so the second of two
+        # runs finds the first one's work done (unless --force).
+        planned = run(True)
+        if not any(c.mutating for c in planned):
+            wait_rollout(kube, self.cfg, ctx.progress)   # what apply_halyard does when nothing changed
+            return planned
+        hns = self.cfg.spinnaker.halyard.namespace
+        if kube.get(f"/api/v1/namespaces/{hns}") is None:   # the Lease lives there: a first install makes it first
+            from ..render.halyard import halyard_manifests
+
+            kube.apply(next(o for docs in halyard_manifests(self.cfg).values() for o in docs
+                            if o["kind"] == "Namespace" and o["metadata"]["name"] == hns))
+        with self._lock(kube, ctx):
+            # A run killed mid-configure.sh left it running in the pod (its lease expired, its process did not).
+            wait_for_leftover(kube, hns, pod_name(), f"{BUNDLE_DIR}/configure.sh", ctx.progress,
+                              DEFAULT_TIMEOUT_SECONDS if self.opts.lock_timeout is None else self.opts.lock_timeout)
+            return run(False)
+
+    def _lock(self, kube: Kube, ctx: StepContext) -> LeaseLock:
+        """The Spinnaker cluster's lock (spinboot.kube.lock); waiting for it is this step's progress."""
+        return LeaseLock(kube, self.cfg.spinnaker.halyard.namespace, operation=f"{ctx.step.name} step",
+                         timeout=self.opts.lock_timeout, progress=ctx.progress, report=ctx.report)
 
     # --- graphs -----------------------------------------------------------------------------------------------
 
@@ -179,25 +215,36 @@ class Stages:
         if live is None:
             return []
         a = gke.access_of(live)
-        spin = Kube(access.Cluster("spinnaker", a.endpoint, a.ca_pem, token=self.clients.access_token).api_client())
-        record = read_record(spin, self.cfg.spinnaker.halyard.namespace)
+        spin = Kube(access.Cluster("spinnaker", a.endpoint, a.ca_pem, token=self.clients.access_token).api_client(),
+                    "spinnaker")
+        hns = self.cfg.spinnaker.halyard.namespace
         current = {t.name for t in self.cfg.targets}
-        changes: list[Change] = []
-        for name, data in sorted(record.items()):
-            if name in current:
-                continue
-            gone = TargetModel.model_validate({**data, "namespaces": ["unused"]})
-            ctx.progress(f"removing spinboot's RBAC from former target {name}")
-            kube = Kube(self.target_cluster(gone).api_client(), name)
-            planned = remove_target(kube, name, dry_run=True)
-            if planned and not (self.opts.dry_run or self.opts.allow_delete):
-                raise KubeError(f"former target {name}: would delete " + ", ".join(c.ref for c in planned)
-                                + "; re-run with --yes to delete")
-            changes += planned if self.opts.dry_run else remove_target(kube, name)
-            if not self.opts.dry_run:
-                record.pop(name)
-                spin.apply(record_manifest(self.cfg.spinnaker.halyard.namespace, record))
-        return changes
+
+        def prune(record: dict) -> list[Change]:
+            changes: list[Change] = []
+            for name, data in sorted(record.items()):
+                if name in current:
+                    continue
+                gone = TargetModel.model_validate({**data, "namespaces": ["unused"]})
+                ctx.progress(f"removing spinboot's RBAC from former target {name}")
+                kube = Kube(self.target_cluster(gone).api_client(), name)
+                planned = remove_target(kube, name, dry_run=True)
+                if planned and not (self.opts.dry_run or self.opts.allow_delete):
+                    raise KubeError(f"former target {name}: would delete " + ", ".join(c.ref for c in planned)
+                                    + "; re-run with --yes to delete")
+                changes += planned if self.opts.dry_run else remove_target(kube, name)
+                if not self.opts.dry_run:
+                    record.pop(name)
+                    spin.apply(record_manifest(hns, record))
+            return changes
+
+        record = read_record(spin, hns)
+        if self.opts.dry_run or set(record) <= current:
+            return prune(record)   # a plan, or nothing to prune: no lock
+        # The record is read-modify-written by the Halyard step too; pruning happens under the cluster's lock, and
+        # the record is read again there (the run that held the lock before may have pruned already).
+        with self._lock(spin, ctx):
+            return prune(read_record(spin, hns))
 
     def rbac_steps(self) -> list[Step]:
         targets = [t for t in self.cfg.targets if not self.opts.only_targets or t.name in self.opts.only_targets]

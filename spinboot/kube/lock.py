@@ -36,7 +36,7 @@ such a process, under the lock, before anything is copied or run again.
 from __future__ import annotations
 
 import copy
-import getpass
+import pwd
 import json
 import os
 import socket
@@ -98,8 +98,8 @@ def holder_identity() -> str:
         project = os.environ.get("PROJECT_ID")
         return f"Cloud Build {build}" + (f" in {project}" if project else "")
     try:
-        user = getpass.getuser()
-    except Exception:  # no user name for this uid (a container): the uid says enough
+        user = os.environ.get("USER") or pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:  # no user name for this uid (a container): the uid says enough
         user = f"uid {os.getuid()}"
     return f"{user}@{socket.gethostname()} pid {os.getpid()}"
 

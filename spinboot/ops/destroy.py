@@ -7,26 +7,29 @@ members spinboot added to it are removed. Bindings of other members are never to
 etags, as in spinboot.gcp.iam).
 
 Order: spinboot's RBAC in the targets first (the record of former targets lives in the Spinnaker cluster), then the
-cluster, Pub/Sub and the bucket's IAM, and the service account last (nothing may still refer to it).
+cluster, Pub/Sub and the bucket's IAM, and the service account last (nothing may still refer to it). A real destroy
+first takes the Spinnaker cluster's lock (spinboot.kube.lock), so it never runs beside another run's Halyard step or
+prune, and holds it until the cluster (and the Lease in it) is gone.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from google.api_core import exceptions
 
 from ..changes import Change
 from ..config.model import SpinbootConfig, Target
-from ..engine.graph import Step, StepContext
+from ..engine.graph import Emit, Step, StepContext, StepResult, run_graph
 from ..engine.stages import RunOptions, Stages
 from ..gcp import gke
 from ..gcp.iam import CONFLICT_ATTEMPTS, BucketPolicy, GrpcPolicy, IamError, PolicyStore
 from ..gcp.pubsub import topic_path, subscription_path
 from ..gcp.retry import RETRY
 from ..kube import access
+from ..kube.lock import LeaseLock
 from ..kube.resources import Kube
 from ..kube.targets import read_record, remove_target
 from ..render.gcp import bindings_for, iam_spec
@@ -39,6 +42,7 @@ class DestroyOptions:
     dry_run: bool = False
     keep_bucket: bool = True      # front50's data and the backups live there: deleting it is opt-in
     delete_topics: bool = False   # the gcr topic is usually the registry's
+    lock_timeout: float | None = None   # seconds to wait for the Spinnaker cluster's lock (None: the default)
 
 
 def remove_members(store: PolicyStore, resource: str, role: str, members: list[str], dry_run: bool = False) -> Change:
@@ -82,6 +86,31 @@ class Destroyer:
         self.cfg, self.clients, self.opts = cfg, clients, opts
         self.stages = Stages(cfg, clients, RunOptions(dry_run=opts.dry_run))
         self.member = f"serviceAccount:{cfg.service_account_email}"
+        self._lock: LeaseLock | None = None
+
+    # --- the lock ---------------------------------------------------------------------------------------------
+
+    def run(self, emit: Emit) -> dict[str, StepResult]:
+        """Run the destroy; a real one holds the Spinnaker cluster's lock (spinboot.kube.lock) from the start until
+        the cluster is deleted (the Lease goes with it), and gives it back whatever ends the run."""
+        try:
+            return run_graph(self.steps(), emit)
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+
+    def take_lock(self, ctx: StepContext) -> list[Change]:
+        """Wait for a Halyard step or prune of another run to finish; none starts until this destroy is done."""
+        kube = self.spinnaker_kube()
+        hns = self.cfg.spinnaker.halyard.namespace
+        if kube is None or kube.get(f"/api/v1/namespaces/{hns}") is None:
+            ctx.progress(f"no {'Spinnaker cluster' if kube is None else 'namespace ' + hns}: no Halyard to "
+                         "serialize with, no lock to take")
+            return []
+        self._lock = LeaseLock(kube, hns, operation="destroy", timeout=self.opts.lock_timeout, progress=ctx.progress,
+                               report=ctx.report)
+        self._lock.acquire()
+        return []
 
     # --- targets ----------------------------------------------------------------------------------------------
 
@@ -136,6 +165,8 @@ class Destroyer:
                 op = container.delete_cluster(name=name, retry=RETRY)
             except exceptions.NotFound:
                 return [Change("unchanged", kind, cfg.cluster.name, detail="already gone")]
+            if self._lock is not None:  # the Lease is deleted with the cluster: nothing to renew or release
+                self._lock.forget()
             gke.wait_operation(container, cfg.project, cfg.cluster.location, op, f"delete cluster {cfg.cluster.name}",
                                ctx.progress)
         return [Change("delete", kind, cfg.cluster.name, detail=f"{cfg.cluster.location}, with Halyard and Spinnaker")]
@@ -268,4 +299,7 @@ class Destroyer:
             deps += ("registry-access",)
         out.append(Step("iam:service-accounts", "Spinnaker's and the nodes' Google service accounts",
                         self.service_accounts, deps))
+        if not self.opts.dry_run:  # the whole destroy waits for the lock (run() gives it back); a dry run takes none
+            out = [Step("lock", "the Spinnaker cluster's lock", self.take_lock)] + \
+                  [replace(s, deps=s.deps + ("lock",)) for s in out]
         return out

@@ -35,8 +35,12 @@ def manifest(files: dict[str, bytes]) -> bytes:
 
 
 def bundle_hash(files: dict[str, bytes]) -> str:
-    """One hash for the whole bundle: the manifest's own hash (it lists every file's)."""
-    return hashlib.sha256(files.get(MANIFEST) or manifest(files)).hexdigest()
+    """One hash for what Halyard is given: every ``halconfig/`` file. A change only GKE or a target sees (cluster
+    labels, autoscaling, RBAC rules) leaves it alone, so it does not re-run configure.sh and ``hal deploy apply``."""
+    h = hashlib.sha256()
+    for rel in sorted(r for r in files if r.startswith("halconfig/")):
+        h.update(rel.encode() + b"\0" + hashlib.sha256(files[rel]).digest())
+    return h.hexdigest()
 
 
 class OutputDirError(Exception):
