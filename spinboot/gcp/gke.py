@@ -166,11 +166,17 @@ def ensure_cluster(container, cfg: SpinbootConfig, dry_run: bool = False,
         live = get_cluster(container, name)
         return [Change(action, kind, cfg.cluster.name, detail=f"{cfg.cluster.location}")], access_of(live)
 
+    busy: list[Change] = []
     if live.status in (container_v1.Cluster.Status.PROVISIONING, container_v1.Cluster.Status.RECONCILING):
-        progress(f"cluster {cfg.cluster.name} is {live.status.name.lower()}: waiting")
-        _wait_running_operations(container, cfg, progress)
-        live = get_cluster(container, name)
-    changes: list[Change] = []
+        if dry_run:
+            # A plan reports an operation in progress and compares with what is there; it never waits (apply does).
+            busy.append(Change("unchanged", kind, cfg.cluster.name, detail=(
+                f"{live.status.name.lower()}: an operation is running; apply waits for it before changing anything")))
+        else:
+            progress(f"cluster {cfg.cluster.name} is {live.status.name.lower()}: waiting")
+            _wait_running_operations(container, cfg, progress)
+            live = get_cluster(container, name)
+    changes: list[Change] = busy
     want = desired_cluster(cfg)
 
     def update(what: str, update: container_v1.ClusterUpdate) -> None:

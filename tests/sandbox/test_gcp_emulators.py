@@ -543,3 +543,25 @@ def test_real_sandbox_cluster_endpoint_answers(tmp_path, sandbox_binaries):
         with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
             assert _json.loads(resp.read())["gitVersion"].startswith("v1.")
         wait_op(cm, cm.delete_cluster(name=f"{PARENT}/clusters/real"), timeout=120)
+
+
+def test_plan_reports_a_running_operation_and_never_waits(gke, cm):
+    """Issue 11: a plan against a cluster still being created says so and returns; only apply waits."""
+    import time
+
+    from spinboot.config import load_config_bytes
+    from spinboot.gcp.gke import ensure_cluster
+
+    text = (f"project: {PROJECT}\ncluster: {{name: planning, location: {ZONE}}}\nspinnaker:\n  version: 2026.2.3\n"
+            "  storage: {bucket: acme-spinnaker}\n"
+            "  exposure: {uiUrl: https://spinnaker.acme.dev, apiUrl: https://spinnaker.acme.dev/gate}\n")
+    cfg = load_config_bytes(text.encode(), "f.yaml").config
+    op = cm.create_cluster(parent=PARENT, cluster=cluster_spec("planning"))
+    started = time.monotonic()
+    changes, _ = ensure_cluster(cm, cfg, dry_run=True)   # the operation runs for 0.6 s at least (fixture latency)
+    took = time.monotonic() - started
+    busy = [c for c in changes if "an operation is running" in c.detail]
+    assert busy and busy[0].action == "unchanged", changes
+    assert cm.get_operation(name=f"{PARENT}/operations/{op.name.split('/')[-1]}").status != \
+        container_v1.Operation.Status.DONE, f"the plan waited ({took:.1f} s)"
+    wait_op(cm, op)
