@@ -109,8 +109,8 @@ def test_standard_machine_type(applied, cli, sandbox_env, live):
     cm = live.sb.gke.cluster_manager()
 
     def set_type(t):
-        cm.update_node_pool(request={"name": POOL + "spinnaker-pool", "node_version": "-", "image_type": "-",
-                                     "machine_type": t})
+        # Only the machine type: node_version "-" would be an upgrade to the master's version.
+        cm.update_node_pool(request={"name": POOL + "spinnaker-pool", "machine_type": t})
         deadline = time.monotonic() + 60
         while cm.get_node_pool(name=POOL + "spinnaker-pool").config.machine_type != t:
             assert time.monotonic() < deadline

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import time
 
+import os
+
 import pytest
 
 from spinboot.gcp.gke import wait_operation
@@ -25,6 +27,10 @@ GKE = "/google.container.v1.ClusterManager/"
 NODES_SA = f"spinnaker-nodes@{PROJECT}.iam.gserviceaccount.com"
 SPINNAKER_SA = f"spinnaker@{PROJECT}.iam.gserviceaccount.com"
 REMEDY_POOL = "set cluster.nodePool.name to a new name"
+
+
+FULL = bool(os.environ.get("SPINBOOT_FULL_MATRIX"))
+full_only = pytest.mark.skipif(not FULL, reason="full matrix only: SPINBOOT_FULL_MATRIX=1 (make bench)")
 
 
 @pytest.fixture(scope="module")
@@ -191,6 +197,8 @@ BLOCKED = {
 }
 
 
+@pytest.mark.matrix
+@full_only
 @pytest.mark.parametrize("case", sorted(BLOCKED))
 def test_every_other_blocked_path_names_its_remedy(cli, live, sandbox_env, tmp_path, case):
     old, new, kind, name, says = BLOCKED[case]
@@ -216,6 +224,8 @@ def test_every_other_blocked_path_names_its_remedy(cli, live, sandbox_env, tmp_p
     converged(cli)
 
 
+@pytest.mark.matrix
+@full_only
 def test_metadata_server_fix_does_not_upgrade_the_nodes(cli, live, sandbox_env):
     """`node_version: "-"` means the master's version: spinboot must not send it to change the metadata mode."""
     cm = live.sb.gke.cluster_manager()
@@ -263,6 +273,8 @@ def test_iam_write_conflicts_are_retried(cli, live, sandbox_env):
     converged(cli)
 
 
+@pytest.mark.matrix
+@full_only
 def test_a_new_service_account_is_waited_for_until_iam_knows_it(cli, live, sandbox_env):
     """On GCP a new service account reads back at once but policies refuse it ("Service account ... does not
     exist.") for a while. The nodes' account is deleted (its project binding stays, as a deleted principal) and

@@ -37,7 +37,7 @@ GRANTS = [
     ("roles/storage.objectAdmin", "front50", ["spin-front50", "storage.objects.create"]),
     ("roles/pubsub.subscriber", "echo", ["spin-echo would crash-loop", "pubsub.subscriptions.consume"]),
 ]
-REDUCED_GRANTS = {"roles/storage.legacyBucketReader", "roles/artifactregistry.reader"}
+REDUCED_GRANTS = {"roles/storage.legacyBucketReader"}
 RULES = [(rule["apiGroups"][0], res) for rule in yaml.safe_load((ROOT / "rbac" / "rules.yaml").read_text())["deploy"]
          for res in rule["resources"]]
 REDUCED_RULES = {("", "persistentvolumeclaims")}
@@ -108,6 +108,7 @@ def test_apply_plays_spinnakers_startup(applied):
     assert any("Validation" not in ln for ln in lines)
 
 
+@pytest.mark.matrix
 @pytest.mark.parametrize("role,service,words", list(_grant_cases()))
 def test_a_grant_taken_away_fails_apply_naming_the_service_and_call(applied, sandbox, sandbox_env, cli, monkeypatch,
                                                                     role, service, words):
@@ -131,6 +132,7 @@ def test_a_grant_taken_away_fails_apply_naming_the_service_and_call(applied, san
         assert code == 0, text[-3000:]
 
 
+@pytest.mark.matrix
 @pytest.mark.parametrize("group,resource", list(_rule_cases()))
 def test_a_rule_taken_out_of_rules_yaml_fails_apply_naming_clouddriver(applied, sandbox_env, cli, monkeypatch,
                                                                        group, resource):
