@@ -171,16 +171,10 @@ def pod_identity_client() -> Any:
 
     admin = config.new_client_from_config(config_file=os.environ[KUBELET_ENV])
     namespace, name = os.environ[POD_ENV].split("/", 1)
-    core = client.CoreV1Api(admin)
-    sa = core.read_namespaced_pod(name, namespace).spec.service_account_name or "default"
-    req = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600))
-    token = core.create_namespaced_service_account_token(sa, namespace, req).status.token
-    conf = client.Configuration()
-    conf.host = admin.configuration.host
-    conf.ssl_ca_cert = admin.configuration.ssl_ca_cert
-    conf.api_key = {"authorization": token}
-    conf.api_key_prefix = {"authorization": "Bearer"}
-    return client.ApiClient(conf)
+    from spinboot.sandbox.spinnaker.sandboxenv import token_client
+
+    sa = client.CoreV1Api(admin).read_namespaced_pod(name, namespace).spec.service_account_name or "default"
+    return token_client(admin, namespace, sa)
 
 
 def _account(dep: dict[str, Any]) -> dict[str, Any]:
