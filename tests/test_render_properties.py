@@ -169,7 +169,7 @@ def test_gcp_specs_have_workload_identity():
     assert pool["config"]["workloadMetadataConfig"]["mode"] == "GKE_METADATA"
     assert pool["config"]["machineType"] == "e2-highmem-4"
     pubsub = yaml.safe_load(files["gcp/pubsub.yaml"])
-    assert pubsub["topics"] == ["projects/acme-platform/topics/gcr"]
+    assert [t["name"] for t in pubsub["topics"]] == ["projects/acme-platform/topics/gcr"]
     assert pubsub["subscriptions"][0]["ackDeadlineSeconds"] == 60
     iam = yaml.safe_load(files["gcp/iam.yaml"])
     roles = {(b["resource"], b["role"]) for b in iam["bindings"]}

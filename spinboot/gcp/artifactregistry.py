@@ -25,10 +25,9 @@ def ensure_registry_access(client, cfg: SpinbootConfig, dry_run: bool = False) -
     changes = []
     for b in bindings_for(cfg, "artifactregistry"):
         try:
-            changes.append(ensure_binding(GrpcPolicy(client, b["resource"]), b["resource"], b["role"], b["members"],
-                                          dry_run))
+            changes.append(ensure_binding(GrpcPolicy(client, b.resource), b.resource, b.role, b.members, dry_run))
         except exceptions.NotFound:
             raise RegistryAccessError(
-                f"{b['resource']} does not exist (or this identity may not see it): create the repository, or fix "
+                f"{b.resource} does not exist (or this identity may not see it): create the repository, or fix "
                 "registries[].repositories in spinboot.yaml") from None
     return changes

@@ -21,6 +21,7 @@ from google.api_core import exceptions
 from google.iam.v1 import policy_pb2
 
 from ..changes import Change
+from ..render.gcp import Binding, ServiceAccountSpec
 from .retry import RETRY, is_transient
 
 CONFLICT_ATTEMPTS = 8
@@ -98,14 +99,19 @@ class BucketPolicy:
         self.bucket.set_iam_policy(p)
 
 
-def ensure_binding(store: PolicyStore, resource: str, role: str, members: list[str], dry_run: bool = False,
-                   kind: str = "IAM binding", progress: Callable[[str], None] = lambda m: None,
-                   propagation_timeout: float | None = None, sleep: Callable[[float], None] = time.sleep) -> Change:
-    """Make ``members`` hold ``role`` on the resource; leave every other binding as it is.
+Edit = Callable[[policy_pb2.Policy], "tuple[Change, list[str]]"]
 
-    Retries a stale etag (``CONFLICT_ATTEMPTS`` times) and, for up to ``propagation_timeout`` seconds (default
-    ``SA_PROPAGATION_SECONDS``), a member service account that IAM does not know yet because it was just created."""
-    name = f"{role} on {resource}"
+
+def modify_policy(store: PolicyStore, name: str, edit: Edit, on_missing: Callable[[], Change], dry_run: bool = False,
+                  progress: Callable[[str], None] = lambda m: None, propagation_timeout: float | None = None,
+                  sleep: Callable[[float], None] = time.sleep, verb: str = "apply") -> Change:
+    """The one IAM read-modify-write: read the policy, let ``edit`` change it in place and say what it did (a Change,
+    and the members it adds), write it back with the etag it was read with.
+
+    A write refused for a stale etag reads again and retries (``CONFLICT_ATTEMPTS`` times); a write lost in transit
+    likewise (it may or may not have happened: the next read decides). A member service account IAM does not know
+    yet because it was just created is waited for, up to ``propagation_timeout`` seconds (default
+    ``SA_PROPAGATION_SECONDS``). An "unchanged" Change, or a dry run, writes nothing."""
     timeout = SA_PROPAGATION_SECONDS if propagation_timeout is None else propagation_timeout
     attempt = 0
     waited_since: float | None = None
@@ -114,30 +120,21 @@ def ensure_binding(store: PolicyStore, resource: str, role: str, members: list[s
         try:
             policy = store.get()
         except exceptions.NotFound:
-            if dry_run:  # the resource does not exist yet: the binding comes with it
-                return Change("create", kind, name, detail=", ".join(members))
-            raise IamError(f"cannot read the IAM policy of {resource}: it does not exist") from None
-        binding = next((b for b in policy.bindings if b.role == role and not b.HasField("condition")), None)
-        have = set(binding.members) if binding else set()
-        missing = [m for m in members if m not in have]
-        if not missing:
-            return Change("unchanged", kind, name)
-        if dry_run:
-            return Change("create", kind, name, detail=", ".join(missing))
-        if binding is None:
-            binding = policy.bindings.add(role=role)
-        binding.members.extend(missing)
+            return on_missing()
+        change, added = edit(policy)
+        if change.action == "unchanged" or dry_run:
+            return change
         try:
             store.set(policy)
             if waited_since is not None:
                 progress(f"{name}: accepted after {time.monotonic() - waited_since:.0f} s")
-            return Change("create", kind, name, detail=", ".join(missing))
+            return change
         except (exceptions.Aborted, exceptions.FailedPrecondition, exceptions.Conflict, exceptions.PreconditionFailed):
             sleep(min(0.1 * 2 ** attempt, 3.0))  # someone else wrote the policy: read it again
             attempt += 1
         except Exception as exc:
             email = _refused_account(exc)
-            if email is not None and f"serviceAccount:{email}" in missing:
+            if email is not None and f"serviceAccount:{email}" in added:
                 # A service account made moments ago is not known to IAM policies yet: wait, then read again.
                 now = time.monotonic()
                 if waited_since is None:
@@ -158,36 +155,88 @@ def ensure_binding(store: PolicyStore, resource: str, role: str, members: list[s
                 raise
             sleep(min(0.2 * 2 ** attempt, 5.0))
             attempt += 1
-    raise IamError(f"{name}: the policy kept changing under us ({CONFLICT_ATTEMPTS} attempts); re-run apply")
+    raise IamError(f"{name}: the policy kept changing under us ({CONFLICT_ATTEMPTS} attempts); re-run {verb}")
 
 
-def ensure_service_account(iam, spec: dict, dry_run: bool = False) -> Change:
-    """A Google service account as ``iam_spec`` describes it (``project``, ``accountId``, ``email``,
-    ``displayName``)."""
+def _unconditional(policy: policy_pb2.Policy, role: str):
+    """Bindings of ``role`` without a condition: the only ones spinboot adds to or takes from."""
+    return [b for b in policy.bindings if b.role == role and not b.HasField("condition")]
+
+
+def ensure_binding(store: PolicyStore, resource: str, role: str, members: list[str] | tuple[str, ...],
+                   dry_run: bool = False, kind: str = "IAM binding", progress: Callable[[str], None] = lambda m: None,
+                   propagation_timeout: float | None = None, sleep: Callable[[float], None] = time.sleep) -> Change:
+    """Make ``members`` hold ``role`` on the resource; leave every other binding as it is."""
+    name = f"{role} on {resource}"
+
+    def edit(policy: policy_pb2.Policy) -> tuple[Change, list[str]]:
+        found = _unconditional(policy, role)
+        have = {m for b in found for m in b.members}
+        missing = [m for m in members if m not in have]
+        if not missing:
+            return Change("unchanged", kind, name), []
+        binding = found[0] if found else policy.bindings.add(role=role)
+        binding.members.extend(missing)
+        return Change("create", kind, name, detail=", ".join(missing)), missing
+
+    def on_missing() -> Change:
+        if dry_run:  # the resource does not exist yet: the binding comes with it
+            return Change("create", kind, name, detail=", ".join(members))
+        raise IamError(f"cannot read the IAM policy of {resource}: it does not exist")
+
+    return modify_policy(store, name, edit, on_missing, dry_run, progress, propagation_timeout, sleep)
+
+
+def remove_members(store: PolicyStore, resource: str, role: str, members: list[str] | tuple[str, ...],
+                   dry_run: bool = False, sleep: Callable[[float], None] = time.sleep) -> Change:
+    """Take ``members`` out of ``role`` on the resource (destroy); every other member and binding stays."""
+    name = f"{role} on {resource}"
+
+    def edit(policy: policy_pb2.Policy) -> tuple[Change, list[str]]:
+        present = sorted({m for b in _unconditional(policy, role) for m in b.members if m in members})
+        if not present:
+            return Change("unchanged", "IAM binding", name), []
+        keep = []
+        for b in policy.bindings:
+            if b.role == role and not b.HasField("condition"):
+                rest = [m for m in b.members if m not in members]
+                del b.members[:]
+                b.members.extend(rest)
+            if b.members:
+                keep.append(policy_pb2.Binding())
+                keep[-1].CopyFrom(b)
+        # Rebuild the list without emptied bindings (IAM refuses bindings without members).
+        del policy.bindings[:]
+        policy.bindings.extend(keep)
+        return Change("delete", "IAM binding", name, detail=", ".join(present)), []
+
+    return modify_policy(store, name, edit, lambda: Change("unchanged", "IAM binding", name, detail="resource gone"),
+                         dry_run, sleep=sleep, verb="destroy")
+
+
+def ensure_service_account(iam, spec: ServiceAccountSpec, dry_run: bool = False) -> Change:
+    """A Google service account as ``iam_spec`` describes it."""
     from google.cloud import iam_admin_v1
 
-    email = spec["email"]
-    name = f"projects/{spec['project']}/serviceAccounts/{email}"
     try:
-        iam.get_service_account(name=name, retry=RETRY)
-        return Change("unchanged", "Google service account", email)
+        iam.get_service_account(name=spec.name, retry=RETRY)
+        return Change("unchanged", "Google service account", spec.email)
     except exceptions.NotFound:
         pass
     if not dry_run:
         try:
             iam.create_service_account(request=iam_admin_v1.CreateServiceAccountRequest(
-                name=f"projects/{spec['project']}", account_id=spec["accountId"],
-                service_account=iam_admin_v1.ServiceAccount(display_name=spec["displayName"])), retry=RETRY)
+                name=f"projects/{spec.project}", account_id=spec.account_id,
+                service_account=iam_admin_v1.ServiceAccount(display_name=spec.display_name)), retry=RETRY)
         except exceptions.AlreadyExists:
             pass
-    return Change("create", "Google service account", email)
+    return Change("create", "Google service account", spec.email)
 
 
-def ensure_bindings(store_for: Callable[[str], PolicyStore], bindings: list[dict], dry_run: bool = False,
+def ensure_bindings(store_for: Callable[[str], PolicyStore], bindings: list[Binding], dry_run: bool = False,
                     progress: Callable[[str], None] = lambda m: None) -> list[Change]:
-    """Apply ``iam_spec`` bindings (``resource``, ``role``, ``members``) through each resource's policy store."""
-    return [ensure_binding(store_for(b["resource"]), b["resource"], b["role"], b["members"], dry_run,
-                           progress=progress)
+    """Apply ``iam_spec`` bindings through each resource's policy store."""
+    return [ensure_binding(store_for(b.resource), b.resource, b.role, b.members, dry_run, progress=progress)
             for b in bindings]
 
 

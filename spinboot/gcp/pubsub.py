@@ -15,9 +15,7 @@ from google.api_core import exceptions
 from google.protobuf import duration_pb2, field_mask_pb2
 
 from ..changes import Change, happened
-from ..config.model import Registry, SpinbootConfig
-from ..render.gcp import GCR_TOPIC
-from ..render.gcp import bindings_for
+from ..render.gcp import Binding, PubSubSpec, SubscriptionSpec, TopicSpec
 from .iam import GrpcPolicy, ensure_bindings
 from .retry import RETRY
 
@@ -26,17 +24,9 @@ class PubSubError(Exception):
     pass
 
 
-def topic_path(project: str) -> str:
-    return f"projects/{project}/topics/{GCR_TOPIC}"
-
-
-def subscription_path(r: Registry) -> str:
-    return f"projects/{r.project}/subscriptions/{r.subscription.name}"
-
-
-def ensure_topic(publisher, project: str, dry_run: bool = False) -> Change:
+def ensure_topic(publisher, topic: TopicSpec, dry_run: bool = False) -> Change:
     """The registry creates the topic when notifications are configured; spinboot adopts it or creates it."""
-    path = topic_path(project)
+    path = topic.name
     try:
         publisher.get_topic(request={"topic": path}, retry=RETRY)
         return Change("unchanged", "Pub/Sub topic", path)
@@ -44,7 +34,7 @@ def ensure_topic(publisher, project: str, dry_run: bool = False) -> Change:
         pass
     if not dry_run:
         try:
-            publisher.create_topic(request={"name": path, "labels": {"managed-by": "spinboot"}}, retry=RETRY)
+            publisher.create_topic(request={"name": path, "labels": dict(topic.labels)}, retry=RETRY)
         except exceptions.AlreadyExists:
             return Change("unchanged", "Pub/Sub topic", path)
         return happened(Change("create", "Pub/Sub topic", path))
@@ -65,37 +55,38 @@ def _expiry_seconds(live) -> int | None:
     return int(pb.expiration_policy.ttl.seconds) or None
 
 
-def ensure_subscription(subscriber, r: Registry, dry_run: bool = False) -> Change:
-    path = subscription_path(r)
-    want_retention = r.subscription.message_retention_seconds
+def ensure_subscription(subscriber, spec: SubscriptionSpec, dry_run: bool = False) -> Change:
+    """Create the subscription as ``spec`` says, or bring a live one's ack deadline, retention and expiry to it.
+    Labels (spinboot's ownership mark) are written only at creation: an adopted subscription stays someone else's."""
+    path = spec.name
+    want_ack, want_retention = spec.ack_deadline_seconds, spec.message_retention_seconds
     try:
         live = subscriber.get_subscription(request={"subscription": path}, retry=RETRY)
     except exceptions.NotFound:
         live = None
     if live is None:
-        change = Change("create", "Pub/Sub subscription", path,
-                        detail=f"ack deadline {r.subscription.ack_deadline_seconds} s")
+        change = Change("create", "Pub/Sub subscription", path, detail=f"ack deadline {want_ack} s")
         if not dry_run:
             try:
                 subscriber.create_subscription(request={
-                    "name": path, "topic": topic_path(r.project),
-                    "ack_deadline_seconds": r.subscription.ack_deadline_seconds,
+                    "name": path, "topic": spec.topic,
+                    "ack_deadline_seconds": want_ack,
                     "message_retention_duration": duration_pb2.Duration(seconds=want_retention),
                     "expiration_policy": NEVER_EXPIRE,
-                    "labels": {"managed-by": "spinboot", "spinnaker-account": r.name},
+                    "labels": dict(spec.labels),
                 }, retry=RETRY)
             except exceptions.AlreadyExists:
                 pass
             else:
                 happened(change)
         return change
-    if live.topic != topic_path(r.project):
+    if live.topic != spec.topic:
         return Change("blocked", "Pub/Sub subscription", path, detail=(
-            f"it is attached to {live.topic}, not {topic_path(r.project)}, and a subscription's topic cannot change: "
+            f"it is attached to {live.topic}, not {spec.topic}, and a subscription's topic cannot change: "
             f"delete it (gcloud pubsub subscriptions delete {path}) and re-run, or choose another subscription.name"))
     drift, paths = [], []
-    if live.ack_deadline_seconds != r.subscription.ack_deadline_seconds:
-        drift.append(f"ack deadline {live.ack_deadline_seconds} → {r.subscription.ack_deadline_seconds} s")
+    if live.ack_deadline_seconds != want_ack:
+        drift.append(f"ack deadline {live.ack_deadline_seconds} → {want_ack} s")
         paths.append("ack_deadline_seconds")
     live_retention = live.message_retention_duration.total_seconds() if live.message_retention_duration else None
     if live_retention is not None and int(live_retention) != want_retention:
@@ -110,7 +101,7 @@ def ensure_subscription(subscriber, r: Registry, dry_run: bool = False) -> Chang
     if not dry_run:
         subscriber.update_subscription(request={
             "subscription": {"name": path, "topic": live.topic,
-                             "ack_deadline_seconds": r.subscription.ack_deadline_seconds,
+                             "ack_deadline_seconds": want_ack,
                              "message_retention_duration": duration_pb2.Duration(seconds=want_retention),
                              "expiration_policy": NEVER_EXPIRE},
             "update_mask": field_mask_pb2.FieldMask(paths=paths),
@@ -119,18 +110,19 @@ def ensure_subscription(subscriber, r: Registry, dry_run: bool = False) -> Chang
     return Change("update", "Pub/Sub subscription", path, detail=", ".join(drift))
 
 
-def ensure_pubsub(publisher, subscriber, cfg: SpinbootConfig, dry_run: bool = False) -> list[Change]:
-    changes: list[Change] = []
-    for project in sorted({r.project for r in cfg.push_registries}):
-        changes.append(ensure_topic(publisher, project, dry_run))
-    for r in cfg.push_registries:
-        changes.append(ensure_subscription(subscriber, r, dry_run))
+def ensure_pubsub(publisher, subscriber, spec: PubSubSpec, bindings: list[Binding],
+                  dry_run: bool = False) -> list[Change]:
+    """Topics, then each subscription followed by the ``bindings`` on it (render.gcp's ``pubsub_spec`` and the
+    ``pubsub`` part of ``iam_spec``: what gcp/pubsub.yaml and gcp/iam.yaml show)."""
+    changes: list[Change] = [ensure_topic(publisher, t, dry_run) for t in spec.topics]
+    for sub in spec.subscriptions:
+        changes.append(ensure_subscription(subscriber, sub, dry_run))
         changes += ensure_bindings(lambda resource: GrpcPolicy(subscriber, resource),
-                                   bindings_for(cfg, "pubsub", subscription_path(r)), dry_run)
+                                   [b for b in bindings if b.resource == sub.name], dry_run)
     return changes
 
 
-def verify_delivery(publisher, subscriber, r: Registry, timeout: float = 30) -> float:
+def verify_delivery(publisher, subscriber, sub: SubscriptionSpec, timeout: float = 30) -> float:
     """Publish a GCR-format test message on the topic and receive it on Spinnaker's subscription; returns seconds.
 
     Only the test message is acknowledged; anything else pulled meanwhile is handed back at once (ack deadline 0)
@@ -139,11 +131,11 @@ def verify_delivery(publisher, subscriber, r: Registry, timeout: float = 30) -> 
     marker = uuid.uuid4().hex
     # Every subscriber of the topic sees this message, so it must not look like a push anyone acts on: a DELETE
     # of an image in a repository that does not exist.
-    repo = f"{r.address}/spinboot-verify/probe"
+    repo = f"{sub.registry_address}/spinboot-verify/probe"
     payload = {"action": "DELETE", "digest": f"{repo}@sha256:{'0' * 64}", "tag": f"{repo}:{marker}"}
     started = time.monotonic()
-    publisher.publish(topic_path(r.project), json.dumps(payload).encode(), spinboot_verify=marker).result(timeout=timeout)
-    path = subscription_path(r)
+    publisher.publish(sub.topic, json.dumps(payload).encode(), spinboot_verify=marker).result(timeout=timeout)
+    path = sub.name
     while time.monotonic() - started < timeout:
         resp = subscriber.pull(request={"subscription": path, "max_messages": 10}, timeout=10, retry=RETRY)
         others = []
@@ -158,5 +150,5 @@ def verify_delivery(publisher, subscriber, r: Registry, timeout: float = 30) -> 
         if others:
             subscriber.modify_ack_deadline(request={"subscription": path, "ack_ids": others, "ack_deadline_seconds": 0},
                                            retry=RETRY)
-    raise PubSubError(f"{path}: the test message published on {topic_path(r.project)} did not arrive within "
+    raise PubSubError(f"{path}: the test message published on {sub.topic} did not arrive within "
                       f"{timeout:.0f} s (is echo consuming it? is the subscription attached to that topic?)")

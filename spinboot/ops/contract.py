@@ -15,7 +15,7 @@ from functools import lru_cache
 
 from ..config.model import SpinbootConfig, Target
 from ..kube.targets import _review
-from ..render.gcp import artifact_registry_repos, subscription_specs
+from ..render.gcp import artifact_registry_repos, pubsub_spec
 from ..render.yamlio import load_data
 from .checks import Check
 
@@ -48,7 +48,7 @@ def _full_names(cfg: SpinbootConfig, symbol: str) -> list[str]:
     if symbol == "bucket":
         return [f"//storage.googleapis.com/projects/_/buckets/{cfg.spinnaker.storage.bucket}"]
     if symbol == "subscription":
-        return [f"//pubsub.googleapis.com/{s['name']}" for s in subscription_specs(cfg)]
+        return [f"//pubsub.googleapis.com/{s.name}" for s in pubsub_spec(cfg).subscriptions]
     if symbol == "repository":
         return [f"//artifactregistry.googleapis.com/{r}" for r in artifact_registry_repos(cfg)]
     return []

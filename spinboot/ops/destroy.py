@@ -4,7 +4,7 @@ Ownership is read from live state, as everything else in spinboot: the cluster c
 ``managed-by: spinboot``, subscriptions and the bucket the label spinboot sets when it creates them, the service
 account spinboot's display name. Something without the mark was adopted, not created: it stays, and only the IAM
 members spinboot added to it are removed. Bindings of other members are never touched (read-modify-write with
-etags, as in spinboot.gcp.iam).
+etags and the retries of spinboot.gcp.iam's one read-modify-write, ``modify_policy``).
 
 Order: spinboot's RBAC in the targets first (the record of former targets lives in the Spinnaker cluster), then the
 cluster, Pub/Sub and the bucket's IAM, and the service account last (nothing may still refer to it). A real destroy
@@ -14,7 +14,6 @@ prune, and holds it until the cluster (and the Lease in it) is gone.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -25,16 +24,15 @@ from ..config.model import SpinbootConfig, Target
 from ..engine.graph import Emit, Step, StepContext, StepResult, run_graph
 from ..engine.stages import RunOptions, Stages
 from ..gcp import gke
-from ..gcp.iam import CONFLICT_ATTEMPTS, BucketPolicy, GrpcPolicy, IamError, PolicyStore
-from ..gcp.pubsub import topic_path, subscription_path
+from ..gcp.iam import BucketPolicy, GrpcPolicy, remove_members
 from ..gcp.retry import RETRY
-from ..kube import access
 from ..kube.lock import LeaseLock
 from ..kube.resources import Kube
 from ..kube.targets import read_record, remove_target
-from ..render.gcp import bindings_for, iam_spec
+from ..render.gcp import MANAGED_LABELS, ServiceAccountSpec, iam_spec, pubsub_spec, storage_spec
+from .reach import spinnaker_kube
 
-MARK = ("managed-by", "spinboot")
+MARK = next(iter(MANAGED_LABELS.items()))   # the label render.gcp's specs set on what spinboot creates
 
 
 @dataclass
@@ -45,47 +43,12 @@ class DestroyOptions:
     lock_timeout: float | None = None   # seconds to wait for the Spinnaker cluster's lock (None: the default)
 
 
-def remove_members(store: PolicyStore, resource: str, role: str, members: list[str], dry_run: bool = False) -> Change:
-    """Take ``members`` out of ``role`` on the resource; every other member and binding stays."""
-    name = f"{role} on {resource}"
-    for attempt in range(CONFLICT_ATTEMPTS):
-        try:
-            policy = store.get()
-        except exceptions.NotFound:
-            return Change("unchanged", "IAM binding", name, detail="resource gone")
-        present = sorted({m for b in policy.bindings if b.role == role and not b.HasField("condition")
-                          for m in b.members if m in members})
-        if not present:
-            return Change("unchanged", "IAM binding", name)
-        if dry_run:
-            return Change("delete", "IAM binding", name, detail=", ".join(present))
-        keep = []
-        for b in policy.bindings:
-            if b.role == role and not b.HasField("condition"):
-                rest = [m for m in b.members if m not in members]
-                del b.members[:]
-                b.members.extend(rest)
-            if b.members:
-                keep.append(b)
-        # Rebuild the list without emptied bindings (IAM refuses bindings without members).
-        copies = [type(b)() for b in keep]
-        for c, b in zip(copies, keep):
-            c.CopyFrom(b)
-        del policy.bindings[:]
-        policy.bindings.extend(copies)
-        try:
-            store.set(policy)
-            return Change("delete", "IAM binding", name, detail=", ".join(present))
-        except (exceptions.Aborted, exceptions.FailedPrecondition, exceptions.Conflict):
-            time.sleep(min(0.1 * 2 ** attempt, 3.0))
-    raise IamError(f"{name}: the policy kept changing under us ({CONFLICT_ATTEMPTS} attempts); re-run destroy")
-
-
 class Destroyer:
     def __init__(self, cfg: SpinbootConfig, clients, opts: DestroyOptions):
         self.cfg, self.clients, self.opts = cfg, clients, opts
         self.stages = Stages(cfg, clients, RunOptions(dry_run=opts.dry_run))
-        self.member = f"serviceAccount:{cfg.service_account_email}"
+        # What apply made is what render.gcp's specs say (gcp/*.yaml): destroy reads the same specs.
+        self.iam, self.pubsub_spec, self.bucket = iam_spec(cfg), pubsub_spec(cfg), storage_spec(cfg)
         self._lock: LeaseLock | None = None
 
     # --- the lock ---------------------------------------------------------------------------------------------
@@ -102,9 +65,9 @@ class Destroyer:
     def take_lock(self, ctx: StepContext) -> list[Change]:
         """Wait for a Halyard step or prune of another run to finish; none starts until this destroy is done."""
         kube = self.spinnaker_kube()
-        hns = self.cfg.spinnaker.halyard.namespace
+        hns = self.cfg.spinnaker.state_namespace
         if kube is None or kube.get(f"/api/v1/namespaces/{hns}") is None:
-            ctx.progress(f"no {'Spinnaker cluster' if kube is None else 'namespace ' + hns}: no Halyard to "
+            ctx.progress(f"no {'Spinnaker cluster' if kube is None else 'namespace ' + hns}: no install to "
                          "serialize with, no lock to take")
             return []
         self._lock = LeaseLock(kube, hns, operation="destroy", timeout=self.opts.lock_timeout, progress=ctx.progress,
@@ -115,12 +78,7 @@ class Destroyer:
     # --- targets ----------------------------------------------------------------------------------------------
 
     def spinnaker_kube(self) -> Kube | None:
-        live = gke.get_cluster(self.clients.container, gke.cluster_name(self.cfg))
-        if live is None:
-            return None
-        a = gke.access_of(live)
-        return Kube(access.Cluster("spinnaker", a.endpoint, a.ca_pem, token=self.clients.access_token).api_client(),
-                    "spinnaker")
+        return spinnaker_kube(self.clients, gke.get_cluster(self.clients.container, gke.cluster_name(self.cfg)))
 
     def targets(self) -> list[Target]:
         """The file's targets and those recorded in the Spinnaker cluster (removed from the file, not pruned)."""
@@ -175,8 +133,8 @@ class Destroyer:
         pub, sub = self.clients.publisher, self.clients.subscriber
         out: list[Change] = []
         ours: set[str] = set()
-        for r in self.cfg.push_registries:
-            path = subscription_path(r)
+        for spec in self.pubsub_spec.subscriptions:
+            path = spec.name
             try:
                 live = sub.get_subscription(request={"subscription": path}, retry=RETRY)
             except exceptions.NotFound:
@@ -191,12 +149,11 @@ class Destroyer:
                         pass
                 out.append(Change("delete", "Pub/Sub subscription", path, detail="with its IAM policy"))
             else:
-                out.append(remove_members(GrpcPolicy(sub, path), path, "roles/pubsub.subscriber", [self.member],
-                                          self.opts.dry_run))
+                out += [remove_members(GrpcPolicy(sub, path), path, b.role, b.members, self.opts.dry_run)
+                        for b in self.iam.for_service("pubsub", path)]
                 out.append(Change("unchanged", "Pub/Sub subscription", path,
                                   detail="not created by spinboot (no managed-by label): left in place"))
-        for project in sorted({r.project for r in self.cfg.push_registries}):
-            topic = topic_path(project)
+        for topic in (t.name for t in self.pubsub_spec.topics):
             if not self.opts.delete_topics:
                 out.append(Change("unchanged", "Pub/Sub topic", topic, detail="kept (--delete-topics to delete)"))
                 continue
@@ -219,66 +176,66 @@ class Destroyer:
         return out
 
     def storage(self, ctx: StepContext) -> list[Change]:
-        st, storage = self.cfg.spinnaker.storage, self.clients.storage
+        st, storage = self.bucket, self.clients.storage
         kind = "GCS bucket"
-        bucket = storage.lookup_bucket(st.bucket)
+        bucket = storage.lookup_bucket(st.name)
         if bucket is None:
-            return [Change("unchanged", kind, st.bucket, detail="does not exist")]
+            return [Change("unchanged", kind, st.name, detail="does not exist")]
         ours = (bucket.labels or {}).get(MARK[0]) == MARK[1]
         if self.opts.keep_bucket or not ours:
             # The bucket stays: only spinboot's member leaves it (the service account is about to be deleted).
-            policy = BucketPolicy(storage, st.bucket)
-            unbind = [remove_members(policy, b["resource"], b["role"], b["members"], self.opts.dry_run)
-                      for b in bindings_for(self.cfg, "storage")]
+            policy = BucketPolicy(storage, st.name)
+            unbind = [remove_members(policy, b.resource, b.role, b.members, self.opts.dry_run)
+                      for b in self.iam.for_service("storage", st.resource)]
             if self.opts.keep_bucket:
-                return unbind + [Change("unchanged", kind, st.bucket, detail="kept with front50's data and the "
+                return unbind + [Change("unchanged", kind, st.name, detail="kept with front50's data and the "
                                                                              "backups (--delete-bucket to delete)")]
-            return unbind + [Change("blocked", kind, st.bucket, detail=(
+            return unbind + [Change("blocked", kind, st.name, detail=(
                 f"it has no label {MARK[0]}={MARK[1]}: spinboot did not create it, so it is left alone; delete it "
-                f"yourself if it should go: gcloud storage rm -r gs://{st.bucket}"))]
+                f"yourself if it should go: gcloud storage rm -r gs://{st.name}"))]
         if not self.opts.dry_run:
-            ctx.progress(f"deleting every object (and version) in gs://{st.bucket}, then the bucket")
-            for blob in list(storage.list_blobs(st.bucket, versions=True)):
+            ctx.progress(f"deleting every object (and version) in gs://{st.name}, then the bucket")
+            for blob in list(storage.list_blobs(st.name, versions=True)):
                 try:
                     bucket.blob(blob.name, generation=blob.generation).delete()
                 except exceptions.NotFound:
                     pass
             bucket.delete()
-        return [Change("delete", kind, st.bucket, detail="with every object in it")]
+        return [Change("delete", kind, st.name, detail="with every object in it")]
 
     def registry_access(self, ctx: StepContext) -> list[Change]:
         """Repositories belong to the teams that push to them: only Spinnaker's read grant leaves them."""
         ar = self.clients.artifact_registry
-        return [remove_members(GrpcPolicy(ar, b["resource"]), b["resource"], b["role"], b["members"], self.opts.dry_run)
-                for b in bindings_for(self.cfg, "artifactregistry")]
+        return [remove_members(GrpcPolicy(ar, b.resource), b.resource, b.role, b.members, self.opts.dry_run)
+                for b in self.iam.for_service("artifactregistry")]
 
     def service_accounts(self, ctx: StepContext) -> list[Change]:
         """Spinnaker's and the nodes' service accounts (after the cluster that ran as them), when spinboot made
         them; the nodes' project role goes first, since the project stays."""
-        iam, spec = self.clients.iam, iam_spec(self.cfg)
-        out = [remove_members(GrpcPolicy(self.clients.projects, b["resource"]), b["resource"], b["role"], b["members"],
-                              self.opts.dry_run) for b in bindings_for(self.cfg, "resourcemanager")]
-        for sa in (spec["serviceAccount"], spec["nodeServiceAccount"]):
+        iam, spec = self.clients.iam, self.iam
+        out = [remove_members(GrpcPolicy(self.clients.projects, b.resource), b.resource, b.role, b.members,
+                              self.opts.dry_run) for b in spec.for_service("resourcemanager")]
+        for sa in (spec.service_account, spec.node_service_account):
             out += self._service_account(iam, sa)
         return out
 
-    def _service_account(self, iam, sa: dict) -> list[Change]:
-        name = f"projects/{sa['project']}/serviceAccounts/{sa['email']}"
+    def _service_account(self, iam, sa: ServiceAccountSpec) -> list[Change]:
+        name = sa.name
         kind = "Google service account"
         try:
             live = iam.get_service_account(name=name, retry=RETRY)
         except exceptions.NotFound:
-            return [Change("unchanged", kind, sa["email"], detail="does not exist")]
-        if live.display_name != sa["displayName"]:
-            return [remove_members(GrpcPolicy(iam, name), name, b["role"], b["members"], self.opts.dry_run)
-                    for b in bindings_for(self.cfg, "iam", name)] + \
-                   [Change("unchanged", kind, sa["email"], detail="not created by spinboot: left in place")]
+            return [Change("unchanged", kind, sa.email, detail="does not exist")]
+        if live.display_name != sa.display_name:
+            return [remove_members(GrpcPolicy(iam, name), name, b.role, b.members, self.opts.dry_run)
+                    for b in self.iam.for_service("iam", name)] + \
+                   [Change("unchanged", kind, sa.email, detail="not created by spinboot: left in place")]
         if not self.opts.dry_run:
             try:
                 iam.delete_service_account(name=name, retry=RETRY)
             except exceptions.NotFound:
                 pass
-        return [Change("delete", kind, sa["email"], detail="with its IAM bindings")]
+        return [Change("delete", kind, sa.email, detail="with its IAM bindings")]
 
     # --- the graph --------------------------------------------------------------------------------------------
 
@@ -291,10 +248,10 @@ class Destroyer:
             Step("storage", f"GCS bucket {self.cfg.spinnaker.storage.bucket}", self.storage),
         ]
         deps = ("cluster", "storage")
-        if self.cfg.push_registries:
+        if self.pubsub_spec.subscriptions:
             out.append(Step("pubsub", "Pub/Sub subscriptions (and topics with --delete-topics)", self.pubsub))
             deps += ("pubsub",)
-        if bindings_for(self.cfg, "artifactregistry"):
+        if self.iam.for_service("artifactregistry"):
             out.append(Step("registry-access", "Spinnaker's read access to Artifact Registry", self.registry_access))
             deps += ("registry-access",)
         out.append(Step("iam:service-accounts", "Spinnaker's and the nodes' Google service accounts",

@@ -12,17 +12,21 @@ import yaml
 from google.api_core import exceptions
 
 from ..config.model import SpinbootConfig
+from ..config.names import FROZEN_HALYARD_REPOSITORY
+from ..config.rules import high_memory
 from ..gcp.iam import GrpcPolicy
-from ..gcp.pubsub import subscription_path
-from ..kube.targets import _review, unlisted_namespace
+from ..kube import access
+from ..kube.resources import KubeError
+from ..kube.targets import prove_least_privilege
+from ..render.gcp import iam_spec, pubsub_spec
 from ..render.halyard import HALYARD_NAME
+from ..render.pod_paths import kubeconfig_context
 from ..render.profiles import newest_kubectl
 from ..render.rbac import token_secret_name
 from . import contract
 from .checks import Check
 from .status import connect, deployment, pod_file, target_kubeconfigs
 
-FROZEN_HALYARD = "us-docker.pkg.dev/spinnaker-community/docker/halyard"
 MIN_POLL_SECONDS = 300
 OLD_GATE_KEYS = ("protocolHeader", "remoteIpHeader", "internalProxies")
 NEW_GATE_KEYS = ("protocol-header", "remote-ip-header", "internal-proxies")
@@ -42,7 +46,7 @@ def _keys(d, prefix=""):
 
 def run_checks(clients, cfg: SpinbootConfig) -> list[Check]:
     """Every check, in a fixed order; a missing cluster is the only early exit (nothing else can be read)."""
-    from kubernetes import client as kclient, config as kconfig
+    from kubernetes import client as kclient
 
     from ..engine.stages import RunOptions, Stages
     from ..kube.resources import Kube
@@ -56,12 +60,13 @@ def run_checks(clients, cfg: SpinbootConfig) -> list[Check]:
     major, minor = _version(version)
     calendar = major >= 2025
 
-    # clouddriver memory: standard nodes ran out silently (DESIGN: Memory).
+    # clouddriver memory: standard nodes ran out silently (DESIGN: Memory). The rule is validate's (config.rules).
     pool = next((p for p in live.cluster.node_pools if p.name == cfg.cluster.node_pool.name), None)
     mt = pool.config.machine_type if pool else ""
-    checks.append(Check("node-memory", "ok" if "highmem" in mt else "fail",
+    roomy = bool(mt) and high_memory(mt)
+    checks.append(Check("node-memory", "ok" if roomy else "fail",
                         f"node pool {cfg.cluster.node_pool.name} runs {mt or 'nothing'}",
-                        "" if "highmem" in mt else "set cluster.nodePool.machineType to e2-highmem-4 (clouddriver "
+                        "" if roomy else "set cluster.nodePool.machineType to e2-highmem-4 (clouddriver "
                         "runs out of memory on standard nodes without failing a health check), then spinboot apply"))
 
     # registry polling: faster than 300 s earns 429s (DESIGN: Registry polling).
@@ -88,7 +93,7 @@ def run_checks(clients, cfg: SpinbootConfig) -> list[Check]:
     sts = live.kube.get(f"/apis/apps/v1/namespaces/{cfg.spinnaker.halyard.namespace}/statefulsets/{HALYARD_NAME}") or {}
     images = [c.get("image", "") for c in (((sts.get("spec") or {}).get("template") or {}).get("spec") or {})
               .get("containers", [])]
-    frozen = [i for i in images if i.startswith(FROZEN_HALYARD)]
+    frozen = [i for i in images if i.startswith(FROZEN_HALYARD_REPOSITORY)]
     checks.append(Check("halyard-image", "fail" if frozen or not images else "ok",
                         f"Halyard image {', '.join(images) or 'missing'}",
                         "set spinnaker.halyard.image to ghcr.io/spinnaker/halyard:<version> (the old registry is "
@@ -102,21 +107,22 @@ def run_checks(clients, cfg: SpinbootConfig) -> list[Check]:
                         "works meanwhile)"
                         if (major, minor) >= (2026, 1) else ""))
 
-    # Subscriptions and Spinnaker's subscriber role (DESIGN: Pub/Sub).
-    member = f"serviceAccount:{cfg.service_account_email}"
-    for r in cfg.push_registries:
-        path = subscription_path(r)
+    # Subscriptions and their grants (DESIGN: Pub/Sub), as gcp/pubsub.yaml and gcp/iam.yaml list them.
+    grants = iam_spec(cfg)
+    for sub in pubsub_spec(cfg).subscriptions:
+        path, cid = sub.name, f"subscription:{sub.registry}"
         try:
             clients.subscriber.get_subscription(request={"subscription": path})
         except exceptions.NotFound:
-            checks.append(Check(f"subscription:{r.name}", "fail", f"{path} is missing (echo gives up for good)",
+            checks.append(Check(cid, "fail", f"{path} is missing (echo gives up for good)",
                                 "spinboot pubsub apply, then restart echo"))
             continue
         pol = GrpcPolicy(clients.subscriber, path).get()
-        ok = any(b.role == "roles/pubsub.subscriber" and member in b.members for b in pol.bindings)
-        checks.append(Check(f"subscription:{r.name}", "ok" if ok else "fail",
-                            f"{path} exists" + ("" if ok else f", but {member} lacks roles/pubsub.subscriber"),
-                            "" if ok else "spinboot pubsub apply"))
+        lacking = [f"{m} lacks {b.role}" for b in grants.for_service("pubsub", path) for m in b.members
+                   if not any(lb.role == b.role and m in lb.members for lb in pol.bindings)]
+        checks.append(Check(cid, "fail" if lacking else "ok",
+                            f"{path} exists" + (", but " + "; ".join(lacking) if lacking else ""),
+                            "spinboot pubsub apply" if lacking else ""))
 
     # The Spinnaker contract, Google side: every call a service makes as Spinnaker's service account.
     checks += contract.google_checks(clients.troubleshooter, cfg)
@@ -144,11 +150,12 @@ def run_checks(clients, cfg: SpinbootConfig) -> list[Check]:
         kc = minted.get(t.name)
         cred_ok, why = False, "no minted kubeconfig in the Secret"
         if kc:
-            fd, p = tempfile.mkstemp()
+            fd, p = tempfile.mkstemp()   # mode 0600: it holds the account's token
             try:
                 os.write(fd, kc)
                 os.close(fd)
-                api = kconfig.new_client_from_config(config_file=p, context=t.name)
+                # Reached as clouddriver reaches it: through the kubeconfig, by spinboot.kube.access.
+                api = access.from_kubeconfig(t.name, p, kubeconfig_context(t.name)).api_client()
                 kclient.AppsV1Api(api).list_namespaced_deployment(t.namespaces[0], limit=1)
                 cred_ok, why = True, "minted kubeconfig works"
             except Exception as exc:
@@ -157,22 +164,22 @@ def run_checks(clients, cfg: SpinbootConfig) -> list[Check]:
                 os.unlink(p)
         checks.append(Check(f"credentials:{t.name}", "ok" if cred_ok else "fail", why,
                             "" if cred_ok else f"spinboot rbac apply --cluster {t.name} && spinboot halyard apply"))
-        deny = [("create", "deployments", "apps", "kube-system"), ("get", "secrets", "", "kube-system"),
-                ("create", "deployments", "apps", unlisted_namespace(t)), ("list", "secrets", "", ""),
-                ("create", "clusterrolebindings", "rbac.authorization.k8s.io", "")]
-        extra = [f"{v} {res} {'in ' + ns if ns else 'cluster-wide'}" for v, res, g, ns in deny
-                 if _review(admin, t, v, res, g, ns)]
-        checks.append(Check(f"privilege:{t.name}", "fail" if extra else "ok",
-                            ("may " + "; ".join(extra)) if extra else "least privilege holds",
-                            "remove the RoleBindings/ClusterRoleBindings to the account that spinboot did not make "
-                            "(kubectl get clusterrolebindings -o wide | grep " + sa.name + ")" if extra else ""))
+        # Least privilege: the very proof apply asks (spinboot.kube.targets), always asked here.
+        try:
+            proof = prove_least_privilege(admin, t)
+            checks.append(Check(f"privilege:{t.name}", "ok", f"least privilege holds ({len(proof)} access reviews)"))
+        except KubeError as exc:
+            checks.append(Check(f"privilege:{t.name}", "fail", str(exc),
+                                "remove the RoleBindings/ClusterRoleBindings to the account that spinboot did not make "
+                                f"(kubectl get rolebindings,clusterrolebindings -A -o wide | grep {sa.name}), then "
+                                f"spinboot rbac apply --cluster {t.name}"))
         # The Spinnaker contract, Kubernetes side: every verb clouddriver needs, in every listed namespace.
         checks += contract.rbac_checks(admin, t)
         _, ver = admin.request("GET", "/version")
         tv = (int(ver.get("major", 0)), int(re.sub(r"\D", "", ver.get("minor", "0")) or 0))
         kubectl = newest_kubectl(version)
         if kubectl:
-            # The kubectl clouddriver runs is known per release (halconfig/kubectl.yaml); kubectl supports servers
+            # The kubectl clouddriver runs is known per release (releases/guardrails.yaml); kubectl supports servers
             # within one minor (https://kubernetes.io/releases/version-skew-policy/#kubectl).
             kminor = int(kubectl.rsplit(".", 1)[1])
             skew = abs(tv[1] - kminor) if tv[0] == 1 else 99
@@ -180,13 +187,23 @@ def run_checks(clients, cfg: SpinbootConfig) -> list[Check]:
                                 f"clouddriver runs {kubectl} (the newest in its {version} image) against a "
                                 f"{tv[0]}.{tv[1]} server",
                                 "upgrade Spinnaker to a release whose clouddriver ships a kubectl within one minor "
-                                "of the target (halconfig/kubectl.yaml)" if skew > 1 else ""))
+                                "of the target (releases/guardrails.yaml)" if skew > 1 else ""))
         else:
             skew = abs(tv[1] - spin_minor[1]) if tv[0] == spin_minor[0] else 99
             checks.append(Check(f"version-skew:{t.name}", "warn" if skew > 1 else "ok",
                                 f"target {tv[0]}.{tv[1]} vs Spinnaker cluster {spin_minor[0]}.{spin_minor[1]} (no "
                                 f"record of clouddriver's kubectl for {version}; proxy check)",
                                 "upgrade the older cluster so they are within one minor" if skew > 1 else ""))
+    # Deployments made around Spinnaker (docs/drift.md): not a failure of the install, so a warning at most.
+    from .drift import counts as drift_counts
+
+    dr = drift_counts(clients, cfg, live)
+    found = {k: v for k, v in dr.items() if k != "errors" and v}
+    checks.append(Check("drift", "warn" if found or dr.get("errors") else "ok",
+                        "; ".join(dr.get("errors") or []) or (", ".join(f"{v} {k}" for k, v in found.items())
+                                                              or "nothing deployed around Spinnaker"),
+                        "spinboot drift -c FILE shows each object and its writer (docs/drift.md)"
+                        if found or dr.get("errors") else ""))
     return checks
 
 

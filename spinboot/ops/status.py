@@ -16,11 +16,11 @@ from google.api_core import exceptions
 
 from ..config.model import SpinbootConfig
 from ..gcp import gke
-from ..gcp.pubsub import subscription_path
-from ..kube import access
 from ..kube.halyard import KUBECONFIG_SECRET, STATE_CONFIGMAP, pod_name
 from ..kube.podexec import exec_in_pod
 from ..kube.resources import Kube
+from ..render.gcp import pubsub_spec
+from .reach import spinnaker_kube
 
 
 @dataclass
@@ -37,11 +37,9 @@ class Live:
 def connect(clients, cfg: SpinbootConfig) -> Live:
     live = Live()
     live.cluster = gke.get_cluster(clients.container, gke.cluster_name(cfg))
-    if live.cluster is None or not live.cluster.endpoint:
+    live.kube = spinnaker_kube(clients, live.cluster)
+    if live.kube is None:
         return live
-    a = gke.access_of(live.cluster)
-    live.kube = Kube(access.Cluster("spinnaker", a.endpoint, a.ca_pem, token=clients.access_token).api_client(),
-                     "spinnaker")
     pod = live.kube.get(f"/api/v1/namespaces/{cfg.spinnaker.halyard.namespace}/pods/{pod_name()}") or {}
     conds = (pod.get("status") or {}).get("conditions") or []
     live.halyard_ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
@@ -122,8 +120,8 @@ def gather(clients, cfg: SpinbootConfig) -> dict:
     out["accounts"] = accounts
     problems += [f"account {a['name']} is not in the halconfig" for a in accounts if not a["inHalconfig"]]
     subs = []
-    for r in cfg.registries:
-        path = subscription_path(r)
+    for sub in pubsub_spec(cfg).subscriptions:   # what gcp/pubsub.yaml lists: Google registries only
+        path = sub.name
         try:
             clients.subscriber.get_subscription(request={"subscription": path})
             exists = True
@@ -132,4 +130,7 @@ def gather(clients, cfg: SpinbootConfig) -> dict:
             problems.append(f"subscription {path} is missing")
         subs.append({"name": path, "exists": exists, "backlog": "unknown"})
     out["subscriptions"] = subs
+    from .drift import counts as drift_counts   # what was deployed around Spinnaker (docs/drift.md); not "down"
+
+    out["drift"] = drift_counts(clients, cfg, live)
     return out

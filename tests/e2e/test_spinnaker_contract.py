@@ -9,6 +9,7 @@ rule case; SPINBOOT_FULL_MATRIX=1 runs every grant spinboot makes and every rule
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import pytest
@@ -116,7 +117,7 @@ def test_a_grant_taken_away_fails_apply_naming_the_service_and_call(applied, san
 
     def without(cfg):
         out = spec(cfg)
-        return {**out, "bindings": [b for b in out["bindings"] if b["role"] != role]}
+        return dataclasses.replace(out, bindings=tuple(b for b in out.bindings if b.role != role))
 
     store, resource = _store(sandbox, role)
     monkeypatch.setattr(render_gcp, "iam_spec", without)
