@@ -5,15 +5,25 @@ The proof asks the API server itself (SubjectAccessReview) what the service acco
 to deploy in each listed namespace (a ServiceAccount included, and read ControllerRevisions for rollout undo),
 and denied in kube-system, in a namespace not on the list, for secrets and namespaces cluster-wide, and for
 minting tokens of other service accounts. Either side being wrong fails the stage, whoever granted the extra rights.
+
+The proof is asked again only when something that can change its answer changed since the last proof (or on
+``--reprove``): the resourceVersions of every (Cluster)Role and (Cluster)RoleBinding that can reach the service
+account, and of the account itself, are fingerprinted and kept on the account's token Secret (see
+``rbac_fingerprint``). docs/performance.md has what that saves.
 """
 
 from __future__ import annotations
 
 import base64
+import datetime as dt
+import hashlib
+import json
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import yaml
+from kubernetes.client.exceptions import ApiException
 
 from ..config.model import Target
 from ..render import pod_paths
@@ -29,6 +39,7 @@ class TargetResult:
     changes: list[Change] = field(default_factory=list)
     kubeconfig: bytes | None = None   # secret: never logged, written only with mode 0600
     proof: list[str] = field(default_factory=list)
+    proof_decision: "ProofDecision | None" = None   # whether the proof was asked again, and why
 
 
 def _missing_namespaces(kube: Kube, namespaces: list[str]) -> list[str]:
@@ -36,7 +47,12 @@ def _missing_namespaces(kube: Kube, namespaces: list[str]) -> list[str]:
 
 
 def apply_target(kube: Kube, target: Target, endpoint: str, dry_run: bool = False, prove: bool = True,
-                 allow_delete: bool = False) -> TargetResult:
+                 allow_delete: bool = False, reprove: bool = False,
+                 progress: Callable[[str], None] = lambda m: None,
+                 report: Callable[..., None] = lambda event, **fields: None) -> TargetResult:
+    """``reprove``: ask the proof even when nothing that can reach the account changed since the last one.
+    ``progress``/``report``: the step's progress line and JSON ``proof`` event, said before the proof is asked
+    (so a failing proof is preceded by why it was asked)."""
     result = TargetResult()
     missing = _missing_namespaces(kube, target.namespaces)
     if missing:
@@ -56,12 +72,39 @@ def apply_target(kube: Kube, target: Target, endpoint: str, dry_run: bool = Fals
         issued = read_token(kube, target)
         if issued:
             result.kubeconfig = mint_kubeconfig(target.name, endpoint, issued[1], issued[0])
+        if prove:   # what apply would do about the proof, from the same fingerprint (plan asks no review)
+            d = decide_proof(read_proof_record(kube, target), rbac_fingerprint(kube, target), reprove)
+            result.proof_decision = d
+            _say(progress, report, d, planned=True)
         return result
     token, ca = wait_for_token(kube, target)
     result.kubeconfig = mint_kubeconfig(target.name, endpoint, ca, token)
     if prove:
-        result.proof = prove_least_privilege(kube, target)
+        # Taken before the reviews: a change made while they run is not in it, so the next run asks again.
+        fingerprint = rbac_fingerprint(kube, target)
+        d = decide_proof(read_proof_record(kube, target), fingerprint, reprove)
+        result.proof_decision = d
+        _say(progress, report, d)
+        if d.prove:
+            result.proof = prove_least_privilege(kube, target)
+            progress(f"least privilege proven: {len(result.proof)} access reviews as expected")
+            try:
+                write_proof_record(kube, target, fingerprint)
+            except ApiException as exc:   # the proof stands; without its record the next apply only asks again
+                progress(f"the proof's fingerprint was not recorded (HTTP {exc.status}): the next apply proves again")
+            report("proof", decision="proved", reason=d.reason, checks=result.proof)
     return result
+
+
+def _say(progress: Callable[[str], None], report: Callable[..., None], d: "ProofDecision", planned: bool = False):
+    if planned:
+        progress(("apply would re-prove: " if d.prove else "apply would skip the proof: ") + d.reason)
+        report("proof", decision="would re-prove" if d.prove else "would skip", reason=d.reason, checks=[])
+    elif d.prove:
+        progress(f"re-proving: {d.reason}")
+    else:
+        progress(f"proof skipped: {d.reason}")
+        report("proof", decision="skipped", reason=d.reason, checks=[])
 
 
 def _key(obj: dict) -> tuple[str, str, str]:
@@ -118,13 +161,22 @@ def mint_kubeconfig(name: str, endpoint: str, ca_pem: str, token: str) -> bytes:
     return yaml.safe_dump(doc, sort_keys=False).encode()
 
 
-def _review(kube: Kube, target: Target, verb: str, resource: str, group: str = "", namespace: str = "") -> bool:
+def identity(target: Target) -> tuple[str, list[str]]:
+    """The user and groups the API server authenticates Spinnaker's token as (a service account's token carries
+    these: kubernetes apiserver/pkg/authentication/serviceaccount/util.go, MakeUsername and MakeGroupNames, plus
+    system:authenticated added to every authenticated request)."""
     sa = target.service_account
+    return (f"system:serviceaccount:{sa.namespace}:{sa.name}",
+            ["system:serviceaccounts", f"system:serviceaccounts:{sa.namespace}", "system:authenticated"])
+
+
+def _review(kube: Kube, target: Target, verb: str, resource: str, group: str = "", namespace: str = "") -> bool:
+    user, groups = identity(target)
     body = {
         "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
         "spec": {
-            "user": f"system:serviceaccount:{sa.namespace}:{sa.name}",
-            "groups": ["system:serviceaccounts", f"system:serviceaccounts:{sa.namespace}", "system:authenticated"],
+            "user": user,
+            "groups": groups,
             "resourceAttributes": {"verb": verb, "resource": resource, "group": group, "namespace": namespace},
         },
     }
@@ -139,8 +191,8 @@ def unlisted_namespace(target: Target) -> str:
     return "spinboot-unlisted-2"
 
 
-def prove_least_privilege(kube: Kube, target: Target) -> list[str]:
-    """Ask the API server; return the findings, or raise when Spinnaker may do too little or too much."""
+def proof_checks(target: Target) -> tuple[list[tuple[str, str, str, str]], list[tuple[str, str, str, str]]]:
+    """(must allow, must deny): (verb, resource, group, namespace) questions the proof asks about the account."""
     must_allow = []
     for ns in target.namespaces:
         must_allow += [("create", "deployments", "apps", ns), ("patch", "services", "", ns),
@@ -153,6 +205,12 @@ def prove_least_privilege(kube: Kube, target: Target) -> list[str]:
                  ("create", "serviceaccounts/token", "", target.namespaces[0])]
     if target.dangerously_allow_system_namespaces:
         must_deny = [d for d in must_deny if d[3] not in target.namespaces]
+    return must_allow, must_deny
+
+
+def prove_least_privilege(kube: Kube, target: Target) -> list[str]:
+    """Ask the API server; return the findings, or raise when Spinnaker may do too little or too much."""
+    must_allow, must_deny = proof_checks(target)
     wrong, findings = [], []
     for verb, res, group, ns in must_allow:
         ok = _review(kube, target, verb, res, group, ns)
@@ -171,6 +229,159 @@ def prove_least_privilege(kube: Kube, target: Target) -> list[str]:
                         + "; ".join(wrong) + " (look for RoleBindings or ClusterRoleBindings to it that spinboot "
                                              "did not make)")
     return findings
+
+
+# --- when to ask the proof again ------------------------------------------------------------------------------
+# The proof's answers can only change when RBAC that can reach the account changes: a (Cluster)RoleBinding whose
+# subjects match its user or one of its groups, the (Cluster)Role such a binding refers to (or that role coming
+# into existence), a ClusterRole aggregated into one of those, the account itself, or the questions asked (the
+# file's namespaces, spinboot's version of the proof). Every write to an object gives it a new resourceVersion, so
+# a fingerprint of those names and resourceVersions that still equals the one taken at the last successful proof
+# means the same answers. Other authorizers (a webhook, GKE's IAM for Google identities) are not fingerprinted:
+# `--reprove` and `spinboot doctor` ask anyway.
+
+PROOF_ANNOTATION = "spinboot.dev/rbac-proof"   # on the account's token Secret: {"at": time, "objects": {ref: rv}}
+PROOF_FIELD_MANAGER = "spinboot-proof"         # not "spinboot": the Secret's server-side apply leaves it alone
+CHECKS_REF = "proof questions"
+_RBAC = "rbac.authorization.k8s.io/v1"
+
+
+@dataclass(frozen=True)
+class ProofDecision:
+    prove: bool
+    reason: str   # "unchanged since <time>", "ClusterRoleBinding x changed", "--reprove", ...
+
+
+def _subject_matches(subject: dict, binding_namespace: str, user: str, groups: list[str]) -> bool:
+    """Whether one binding subject names the account, as the RBAC authorizer decides it (kubernetes
+    plugin/pkg/auth/authorizer/rbac/rbac.go, appliesToUser: a ServiceAccount subject without a namespace in a
+    RoleBinding means the binding's namespace)."""
+    kind, name = subject.get("kind"), subject.get("name")
+    if kind == "User":
+        return name == user
+    if kind == "Group":
+        return name in groups
+    if kind == "ServiceAccount":
+        ns = subject.get("namespace") or binding_namespace
+        return user == f"system:serviceaccount:{ns}:{name}"
+    return False
+
+
+def _selector_matches(selector: dict, labels: dict) -> bool:
+    """A metav1.LabelSelector (matchLabels and matchExpressions) against an object's labels."""
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for e in selector.get("matchExpressions") or []:
+        key, op, values = e.get("key"), e.get("operator"), e.get("values") or []
+        ok = {"In": lambda: labels.get(key) in values, "NotIn": lambda: labels.get(key) not in values,
+              "Exists": lambda: key in labels, "DoesNotExist": lambda: key not in labels}.get(op, lambda: False)()
+        if not ok:
+            return False
+    return True
+
+
+def _checks_digest(target: Target) -> str:
+    user, groups = identity(target)
+    allow, deny = proof_checks(target)
+    return hashlib.sha256(json.dumps([user, groups, allow, deny]).encode()).hexdigest()[:16]
+
+
+def fingerprint_of(target: Target, service_account: dict | None, cluster_roles: list[dict],
+                   cluster_role_bindings: list[dict], role_bindings: list[dict],
+                   roles: list[dict]) -> dict[str, str]:
+    """ref → resourceVersion ("absent" for a referenced role that does not exist) of everything that can change
+    the proof's answers. Pure: the lists are what the API server returned."""
+    user, groups = identity(target)
+    rv = lambda o: o["metadata"].get("resourceVersion", "")   # noqa: E731
+    out: dict[str, str] = {CHECKS_REF: _checks_digest(target),
+                           f"ServiceAccount {target.service_account.namespace}/{target.service_account.name}":
+                               rv(service_account) if service_account else "absent"}
+    by_name = {r["metadata"]["name"]: r for r in cluster_roles}
+    roles_by = {(r["metadata"].get("namespace"), r["metadata"]["name"]): r for r in roles}
+    wanted_cluster_roles: list[str] = []
+    for kind, items in (("ClusterRoleBinding", cluster_role_bindings), ("RoleBinding", role_bindings)):
+        for b in items:
+            meta = b["metadata"]
+            ns = meta.get("namespace") or ""
+            if not any(_subject_matches(s, ns, user, groups) for s in b.get("subjects") or []):
+                continue
+            out[f"{kind} {ns + '/' if ns else ''}{meta['name']}"] = rv(b)
+            ref = b.get("roleRef") or {}
+            if ref.get("kind") == "Role":
+                role = roles_by.get((ns, ref.get("name")))
+                out[f"Role {ns}/{ref.get('name')}"] = rv(role) if role else "absent"
+            else:
+                wanted_cluster_roles.append(ref.get("name", ""))
+    # Referenced ClusterRoles, and (transitively) those their aggregationRule selects: the aggregation controller
+    # copies the selected roles' rules into the aggregated one (kubernetes pkg/controller/clusterroleaggregation).
+    seen: set[str] = set()
+    while wanted_cluster_roles:
+        name = wanted_cluster_roles.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        role = by_name.get(name)
+        out[f"ClusterRole {name}"] = rv(role) if role else "absent"
+        for selector in ((role or {}).get("aggregationRule") or {}).get("clusterRoleSelectors") or []:
+            wanted_cluster_roles += [r["metadata"]["name"] for r in cluster_roles
+                                     if _selector_matches(selector, r["metadata"].get("labels") or {})]
+    return out
+
+
+def rbac_fingerprint(kube: Kube, target: Target) -> dict[str, str]:
+    """Read what ``fingerprint_of`` needs: four lists and one get, however many namespaces the target has."""
+    sa = target.service_account
+    account = kube.get(f"/api/v1/namespaces/{sa.namespace}/serviceaccounts/{sa.name}")
+    crbs = kube.list(_RBAC, "ClusterRoleBinding")
+    rbs = kube.list(_RBAC, "RoleBinding")
+    user, groups = identity(target)
+    needs_roles = any(b.get("roleRef", {}).get("kind") == "Role"
+                      and any(_subject_matches(s, b["metadata"].get("namespace", ""), user, groups)
+                              for s in b.get("subjects") or []) for b in rbs)
+    return fingerprint_of(target, account, kube.list(_RBAC, "ClusterRole"), crbs, rbs,
+                          kube.list(_RBAC, "Role") if needs_roles else [])
+
+
+def decide_proof(stored: dict | None, current: dict[str, str], reprove: bool = False) -> ProofDecision:
+    """Prove again on --reprove, without an earlier proof, or when the fingerprint moved (saying what moved)."""
+    if reprove:
+        return ProofDecision(True, "--reprove")
+    if not stored or not isinstance(stored.get("objects"), dict):
+        return ProofDecision(True, "no earlier proof recorded")
+    before: dict = stored["objects"]
+    if before == current:
+        return ProofDecision(False, f"unchanged since {stored.get('at', '?')}")
+    moved = []
+    if before.get(CHECKS_REF) != current.get(CHECKS_REF):
+        moved.append("the questions changed (the file's namespaces or spinboot's proof)")
+    for ref in sorted(set(before) | set(current), key=lambda r: ("Binding" not in r.split()[0], r)):  # bindings first
+        if ref == CHECKS_REF or before.get(ref) == current.get(ref):
+            continue
+        was, now = before.get(ref, "absent"), current.get(ref, "absent")
+        moved.append(f"{ref} {'added' if was == 'absent' else 'removed' if now == 'absent' else 'changed'}")
+    shown = ", ".join(moved[:3]) + (f" and {len(moved) - 3} more" if len(moved) > 3 else "")
+    return ProofDecision(True, shown)
+
+
+def _token_secret_path(target: Target) -> str:
+    return f"/api/v1/namespaces/{target.service_account.namespace}/secrets/{token_secret_name(target)}"
+
+
+def read_proof_record(kube: Kube, target: Target) -> dict | None:
+    """The fingerprint of the last successful proof, kept on the account's token Secret (removed with the
+    target; its value is not secret)."""
+    notes = ((kube.get(_token_secret_path(target)) or {}).get("metadata") or {}).get("annotations") or {}
+    try:
+        return json.loads(notes[PROOF_ANNOTATION])
+    except (KeyError, ValueError):
+        return None
+
+
+def write_proof_record(kube: Kube, target: Target, fingerprint: dict[str, str]) -> None:
+    at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    record = json.dumps({"at": at, "objects": fingerprint}, sort_keys=True, separators=(",", ":"))
+    kube.request("PATCH", _token_secret_path(target), body={"metadata": {"annotations": {PROOF_ANNOTATION: record}}},
+                 query={"fieldManager": PROOF_FIELD_MANAGER}, content_type="application/merge-patch+json")
 
 
 # --- targets removed from the file ----------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """What "converged, with no duplicates" means for the example file, checked at the sandbox's servers.
 
 Shared by the kill-and-re-run and fault-injection matrices: after a disturbed apply and a clean re-run, each
-thing spinboot manages exists exactly once, and a further apply has nothing to do.
+thing spinboot manages exists exactly once, and a further apply has nothing to do, as counted by the servers
+(conftest.Live: audit logs, the Google stand-ins' and the Storage proxy's counters), not by spinboot's summary.
 """
 
 from __future__ import annotations
@@ -63,11 +64,32 @@ def summary(events: list[dict]) -> dict:
     return next(e for e in events if e["event"] == "summary")
 
 
-def assert_nothing_to_do(env: dict) -> None:
+def live_from_env(env: dict):
+    """The servers' counters of the sandbox ``env`` points spinboot at (its endpoints file), as a ``Live``."""
+    from types import SimpleNamespace
+
+    from spinboot.sandbox.gcp import FaultAdmin
+
+    from .conftest import Live
+
+    ep = json.loads(Path(env["SPINBOOT_SANDBOX"]).read_text())
+    return Live(SimpleNamespace(gke=FaultAdmin(ep["gke_admin"]), pubsub=FaultAdmin(ep["pubsub_admin"]),
+                                storage_faults=FaultAdmin(ep["storage_admin"]),
+                                clusters_dir=Path(ep["clusters_dir"])))
+
+
+def assert_nothing_to_do(env: dict, live=None) -> None:
+    """A further apply makes no mutating call, as the servers count them: the GKE/IAM and Pub/Sub stand-ins'
+    method counters, the Storage proxy's counters and every API server's audit log (reviews and dry runs are
+    questions, not changes). spinboot's own summary is only checked to agree with them."""
+    live = live or live_from_env(env)
+    mark = live.mark()
     rc, events, tail = run(["apply", "-c", str(EXAMPLE), "--yes"], env)
     assert rc == 0, tail
+    mutations = {server: calls for server, calls in live.mutations_since(mark).items() if calls}
+    assert mutations == {}, f"a further apply still changed something, counted at the servers: {mutations}\n{tail}"
     s = summary(events)
-    assert s["create"] == s["update"] == s["delete"] == 0, tail
+    assert s["create"] == s["update"] == s["delete"] == 0, f"the servers saw no change but spinboot reports one:\n{tail}"
 
 
 def assert_exactly_once(live) -> None:

@@ -3,7 +3,7 @@
 Each case starts from a destroyed deployment, makes one API (or several) fail a fraction of its calls with one
 error, runs a fresh apply of the example, which must succeed in that one run (transient errors are retried),
 checks the faults really fired, and then, with the faults gone, checks every managed thing exists once and a
-further apply has nothing to do.
+further apply has nothing to do (zero mutating calls counted at the servers: invariants.assert_nothing_to_do).
 
 Google APIs fail inside the sandbox's gRPC servers (spinboot/sandbox/go/internal/sandboxsrv/faults.go); Kubernetes
 API servers and Cloud Storage through the fault-injecting proxy in front of them (cmd/fault-proxy). ``RESET``
@@ -129,7 +129,7 @@ def test_apply_converges_through_faults(case, live, sandbox_env):
         fired["spinnaker"] = _injected(_kube_proxy(live, "spinnaker").counts())
     assert all(n > 0 for n in fired.values()), f"every fault source fired: {fired}"
     assert_exactly_once(live)
-    assert_nothing_to_do(sandbox_env)
+    assert_nothing_to_do(sandbox_env, live)
 
 
 def _failures(stdout: str) -> str:

@@ -3,7 +3,8 @@
 Each case starts from a destroyed deployment (the sandbox's targets, topic and bucket stay, as after
 ``spinboot destroy``), runs a fresh apply of the example, SIGKILLs it at one point (right after a step finished,
 or in the middle of the Halyard step while configure.sh runs in the pod), re-runs it to completion, then checks
-every managed thing exists exactly once and a third apply has nothing to do.
+every managed thing exists exactly once and a third apply has nothing to do: zero mutating calls as the servers
+count them (invariants.assert_nothing_to_do).
 
 ``make test`` runs a reduced set (the first boundary, the one after the GKE cluster, and mid-Halyard); the full
 matrix runs with SPINBOOT_FULL_MATRIX=1, as ``make bench`` does.
@@ -51,4 +52,4 @@ def test_apply_killed_then_rerun_converges(point, live, sandbox_env):
     rc, events, tail = run(["apply", "-c", str(EXAMPLE), "--yes"], sandbox_env)
     assert rc == 0, f"the re-run after a kill {point} failed:\n{tail}"
     assert_exactly_once(live)
-    assert_nothing_to_do(sandbox_env)
+    assert_nothing_to_do(sandbox_env, live)

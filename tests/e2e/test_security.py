@@ -57,10 +57,12 @@ def _allowed(authz, namespace: str | None, group: str, resource: str, verb: str)
 def test_rbac_proof_across_all_targets(applied, live):
     from kubernetes import client
 
-    rc, events, tail = run(["rbac", "apply", "-c", str(EXAMPLE)], applied)
+    rc, events, tail = run(["rbac", "apply", "-c", str(EXAMPLE), "--reprove"], applied)
     assert rc == 0, tail
-    proofs = {e["step"]: e["checks"] for e in events if e["event"] == "proof"}
+    proofs = {e["step"]: e for e in events if e["event"] == "proof"}
     assert set(proofs) == {f"rbac:{t}" for t in TARGETS}, "spinboot proved every target"
+    assert all(e.get("decision") == "proved" and e["checks"] for e in proofs.values()), \
+        "--reprove asks the reviews even when the fingerprint is unchanged"
 
     rules = yaml.safe_load((ROOT / "rbac" / "rules.yaml").read_text())
     for target, allowed_ns in TARGETS.items():
