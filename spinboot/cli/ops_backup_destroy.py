@@ -82,7 +82,8 @@ def register(app: typer.Typer) -> None:
     def restore(config: ConfigOpt = Path("spinboot.yaml"), output: OutputOpt = OutputFormat.text,
                 sandbox: SandboxOpt = False, yes: YesOpt = False,
                 from_: Annotated[str, typer.Option("--from", help="A backup name (as `backup` printed it) or "
-                                                                  "latest.")] = "latest") -> None:
+                                                                  "latest.")] = "latest",
+                lock_timeout: LockTimeoutOpt = None) -> None:
         """Ensure the cluster, target kubeconfigs and Halyard exist (as apply), put a backup into the Halyard pod,
         hal backup restore, hal deploy apply, and wait for the rollout."""
         from ..engine.stages import STAGES, RunOptions, Stages
@@ -101,12 +102,13 @@ def register(app: typer.Typer) -> None:
         except ops.BackupError as exc:
             rep.error(str(exc))
             raise typer.Exit(EXIT_BAD_INPUT if "--from" in str(exc) or "no backup" in str(exc) else EXIT_FAILED)
-        st = Stages(cfg, clients, RunOptions(allow_delete=yes))
+        st = Stages(cfg, clients, RunOptions(allow_delete=yes, lock_timeout=lock_timeout))
 
         def run(ctx):
             kube = Kube(st.shared.spinnaker.api_client(), "spinnaker")
             return ops.restore(kube, cfg, tar, meta, dict(st.shared.kubeconfigs), st.files,
-                               progress=ctx.progress, on_line=ctx.output)
+                               progress=ctx.progress, on_line=ctx.output, lock_timeout=lock_timeout,
+                               report=ctx.report)
 
         steps = st.steps(STAGES) + [Step("restore", f"restore backup {name} into Halyard", run, ("halyard",))]
         with RunView(rep, "restore") as view:

@@ -4,6 +4,9 @@ then the Spinnaker services' rollout.
 An unchanged bundle is not run again: its hash (and the kubeconfigs' hash) is recorded in the ConfigMap
 ``spinboot-halyard`` in Halyard's namespace only after configure.sh succeeded, so an interrupted run is simply
 run again next time.
+
+A plan made before the Spinnaker cluster exists runs the same ``apply_halyard`` against ``AbsentCluster``, a
+cluster with nothing in it, so plan and apply cannot disagree about what a first install writes.
 """
 
 from __future__ import annotations
@@ -68,12 +71,40 @@ def bundle_files(files: dict[str, bytes]) -> dict[str, tuple[bytes, int]]:
     return out
 
 
-def apply_halyard(kube: Kube, cfg: SpinbootConfig, files: dict[str, bytes], kubeconfigs: dict[str, bytes] | None,
-                  dry_run: bool = False, progress: Callable[[str], None] = lambda m: None,
+class AbsentCluster:
+    """The Spinnaker cluster before it exists, as ``apply_halyard`` reads it: every read finds nothing, and a
+    dry-run apply of any object is a "create" (what ``Kube.apply`` answers for an object in a new cluster). It can
+    only be planned against: a write raises HalyardError."""
+
+    name = "spinnaker (not created yet)"
+
+    def get(self, obj_or_path) -> None:
+        return None
+
+    def list(self, api_version: str, kind: str, namespace: str | None = None, labels: str | None = None) -> list:
+        return []
+
+    def request(self, method: str, path: str, query: dict | None = None, body=None, ok=()) -> tuple[int, dict]:
+        if method != "GET":
+            raise HalyardError("the Spinnaker cluster does not exist yet, so nothing can be written to it")
+        return 200, {"items": []}   # a list finds nothing
+
+    def apply(self, obj: dict, dry_run: bool = False) -> Change:
+        if not dry_run:
+            raise HalyardError("the Spinnaker cluster does not exist yet, so nothing can be applied to it")
+        meta = obj["metadata"]
+        return Change("create", obj["kind"], meta["name"], meta.get("namespace"))
+
+
+def apply_halyard(kube: Kube | AbsentCluster, cfg: SpinbootConfig, files: dict[str, bytes],
+                  kubeconfigs: dict[str, bytes] | None, dry_run: bool = False,
+                  progress: Callable[[str], None] = lambda m: None,
                   on_line: Callable[[str, str], None] = lambda s, l: None, force: bool = False,
                   iam_wait_seconds: int = 0) -> list[Change]:
     """``iam_wait_seconds``: how long configure.sh may retry a registry account whose read grant this run just
-    made (configure.sh's retry_iam)."""
+    made (configure.sh's retry_iam). ``kube`` is an ``AbsentCluster`` for a plan made before the cluster exists."""
+    if isinstance(kube, AbsentCluster) and not dry_run:
+        raise HalyardError("the Spinnaker cluster does not exist yet, so Halyard cannot be deployed")
     changes: list[Change] = []
     for docs in halyard_manifests(cfg).values():
         for obj in docs:
@@ -106,8 +137,10 @@ def apply_halyard(kube: Kube, cfg: SpinbootConfig, files: dict[str, bytes], kube
         return changes
     changes.append(Change("update" if have else "create", kind, "configure.sh", ns,
                           f"run configure.sh ({', '.join(reasons)}); then hal deploy apply"))
-    if dry_run:
-        return changes
+    ran = _state(cfg, want_bundle, want_kubes or have.get("kubeconfigsSha256", ""))
+    if dry_run:   # and, once it succeeded, the record of what ran (written below): a plan lists every write
+        action = "create" if not state else ("unchanged" if have == ran["data"] else "update")
+        return changes + [Change(action, "ConfigMap", STATE_CONFIGMAP, ns, "bundle and credentials applied")]
     wait_pod_ready(kube, ns, pod_name(), progress)
     api = kube.api
     progress("copying the bundle into the Halyard pod")
@@ -128,7 +161,9 @@ def apply_halyard(kube: Kube, cfg: SpinbootConfig, files: dict[str, bytes], kube
         why = hal_problems(result.stdout + "\n" + result.stderr)
         raise HalyardError(f"configure.sh failed in {ns}/{pod_name()} (exit {result.returncode}): {detail}"
                            + (("\n" + "\n".join(why)) if why else ""))
-    kube.apply(_state(cfg, want_bundle, want_kubes or have.get("kubeconfigsSha256", "")))
+    recorded = kube.apply(ran)
+    changes.append(Change(recorded.action, recorded.kind, recorded.name, recorded.namespace,
+                          "bundle and credentials applied"))
     wait_rollout(kube, cfg, progress)
     return changes
 

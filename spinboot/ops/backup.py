@@ -8,7 +8,9 @@ leave the cluster: the design keeps no credentials outside Kubernetes Secrets.
 
 Restore puts the tar into the pod, ``hal backup restore --backup-path F``, copies the freshly minted kubeconfigs
 into ``~/.hal/spinboot/kubeconfigs``, points the accounts at them, ``hal deploy apply``, waits for the rollout, and
-records the backup's bundle hash as applied (see ``restore``).
+records the backup's bundle hash as applied (see ``restore``). All of that happens under the Spinnaker cluster's
+lock (spinboot.kube.lock), as the Halyard step and destroy do: a restore next to another run's configure.sh would
+have two writers of one halconfig in one pod.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ from ..changes import Change
 from ..config.model import SpinbootConfig
 from ..gcp import gke
 from ..kube import access
-from ..kube.halyard import STATE_CONFIGMAP, _state, kubeconfigs_hash, pod_name, wait_pod_ready, wait_rollout
+from ..kube.halyard import (BUNDLE_DIR, STATE_CONFIGMAP, _state, kubeconfigs_hash, pod_name, wait_pod_ready,
+                            wait_rollout)
+from ..kube.lock import DEFAULT_TIMEOUT_SECONDS, LeaseLock, wait_for_leftover
 from ..kube.podexec import ExecError, copy_into_pod, exec_in_pod
 from ..kube.resources import Kube
 from ..render import bundle_hash, pod_paths
@@ -314,13 +318,31 @@ def account_edits(tar: bytes) -> list[tuple[str, str, str]]:
 
 
 def restore(kube: Kube, cfg: SpinbootConfig, tar: bytes, meta: dict, kubeconfigs: dict[str, bytes],
-            files: dict[str, bytes], progress: Progress = _noop, on_line: OnLine = _noop) -> list[Change]:
-    """Put a backup into the Halyard pod and deploy it.
+            files: dict[str, bytes], progress: Progress = _noop, on_line: OnLine = _noop,
+            lock_timeout: float | None = None, report: Callable[..., None] | None = None) -> list[Change]:
+    """Put a backup into the Halyard pod and deploy it, holding the Spinnaker cluster's lock throughout.
 
     The backup's bundle hash is recorded as applied: the restored halconfig is what that bundle's configure.sh (plus
     any hand edits) produced. So the next ``apply`` with the same file changes nothing, and with a different file
     it runs configure.sh again on top of the restored config, which is what the file asks for.
+
+    ``lock_timeout``: seconds to wait for another run holding the lock (None: the lock's default; 0: do not wait);
+    ``report`` gets the lock's ``lock`` events.
     """
+    ns = cfg.spinnaker.halyard.namespace
+    # `hal backup restore` unpacks the tar over ~/.hal, replacing the files there, then loads and saves the
+    # halconfig (restore() in spinnaker/spinnaker@spinnaker-release-2026.2.3:
+    # halyard/halyard-backup/src/main/java/com/netflix/spinnaker/halyard/backup/services/v1/BackupService.java):
+    # the files another run's configure.sh is editing. Hence the lock.
+    with LeaseLock(kube, ns, operation="restore", timeout=lock_timeout, progress=progress, report=report):
+        # A run killed mid-configure.sh left it running in the pod: it would write the halconfig being restored.
+        wait_for_leftover(kube, ns, pod_name(), f"{BUNDLE_DIR}/configure.sh", progress,
+                          DEFAULT_TIMEOUT_SECONDS if lock_timeout is None else lock_timeout)
+        return _restore_locked(kube, cfg, tar, meta, kubeconfigs, files, progress, on_line)
+
+
+def _restore_locked(kube: Kube, cfg: SpinbootConfig, tar: bytes, meta: dict, kubeconfigs: dict[str, bytes],
+                    files: dict[str, bytes], progress: Progress, on_line: OnLine) -> list[Change]:
     ns = cfg.spinnaker.halyard.namespace
     wait_pod_ready(kube, ns, pod_name(), progress)
     edits = account_edits(tar)

@@ -190,6 +190,74 @@ def test_retention_keeps_the_newest(cli, live, sandbox_env):
     assert backups(live) == made[-2:]
 
 
+def test_restore_waits_for_the_lock_another_run_holds(cli, live, sandbox_env):
+    """``hal backup restore`` writes the halconfig configure.sh writes: a restore takes the Spinnaker cluster's lock
+    (spinboot.kube.lock) and, while another run holds it, waits and touches nothing in the Halyard pod."""
+    import queue
+    import subprocess
+    import threading
+
+    from spinboot.kube.lock import LeaseLock, read_lease
+    from spinboot.kube.resources import Kube
+
+    from .invariants import spinboot_cmd
+
+    r = cli("apply", "-c", EXAMPLE, "--yes")
+    assert r.exit_code == 0, r.output[-3000:]
+    if not backups(live):
+        r = cli("backup", "-c", EXAMPLE)
+        assert r.exit_code == 0, r.output[-3000:]
+    kube = Kube(live.api(live.cluster(*SPIN)), "spinnaker")
+    holder = LeaseLock(kube, "halyard", operation="test: another run", identity="another-run@test")
+    holder.acquire()
+    proc = subprocess.Popen(spinboot_cmd("restore", "-c", str(EXAMPLE), "--from", "latest", "--yes"),
+                            env={**os.environ, **sandbox_env}, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True)
+    lines: queue.Queue = queue.Queue()
+
+    def pump() -> None:
+        for line in proc.stdout:
+            lines.put(line)
+    threading.Thread(target=pump, daemon=True).start()
+    seen: list[dict] = []
+
+    def read_until(stop, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not (seen and stop(seen[-1])):
+            left = deadline - time.monotonic()
+            assert left > 0, f"not seen in {timeout} s: {seen[-5:]}"
+            try:
+                line = lines.get(timeout=left)
+            except queue.Empty:
+                continue
+            if line.startswith("{"):
+                seen.append(json.loads(line))
+    try:
+        read_until(lambda e: e["event"] == "lock" and e.get("state") == "waiting" and e.get("step") == "restore",
+                   timeout=120)
+        assert seen[-1]["holder"] == "another-run@test"
+        time.sleep(3)   # still held: the restore keeps waiting and writes nothing
+        assert proc.poll() is None
+        assert read_lease(kube, "halyard").holder == "another-run@test"
+    finally:
+        holder.release()
+    try:
+        read_until(lambda e: e["event"] == "summary", timeout=300)
+        assert proc.wait(timeout=60) == 0, seen[-10:]
+    finally:
+        proc.kill()
+    restore = [e for e in seen if e.get("step") == "restore"]
+    acquired = next(i for i, e in enumerate(restore) if e["event"] == "lock" and e.get("state") == "acquired")
+    waiting = [i for i, e in enumerate(restore) if e["event"] == "lock" and e.get("state") == "waiting"]
+    assert waiting and max(waiting) < acquired
+    # Nothing of the restore itself ran before the lock was had: no copy into the pod, no hal line.
+    assert not [e for e in restore[:acquired] if e["event"] == "output" or
+                (e["event"] == "progress" and ("copying" in e["message"] or "hal backup" in e["message"]))]
+    assert any(e["event"] == "output" for e in restore[acquired:]), "the restore ran hal after taking the lock"
+    assert [e["state"] for e in restore if e["event"] == "lock"][-1] == "released"
+    assert read_lease(kube, "halyard").holder is None
+
+
 def test_restore_from_unknown_backup_is_bad_input(cli, live, sandbox_env):
     r = cli("restore", "-c", EXAMPLE, "--from", "19990101T000000.000Z", "--yes")
     assert r.exit_code == 2 and "no such complete backup" in r.output

@@ -44,9 +44,17 @@ def test_plan_from_nothing_lists_the_whole_install_then_apply_and_a_saved_plan(f
                        ("registry-access", "IAM binding"), ("rbac:platform", "Namespace"),
                        ("rbac:platform", "ServiceAccount"), ("rbac:platform", "RoleBinding"),
                        ("rbac:platform-lab", "ClusterRole"), ("halyard", "StatefulSet"),
-                       ("halyard", "Halyard configuration")]:
+                       ("halyard", "Halyard configuration"), ("halyard", "Secret"), ("halyard", "ConfigMap")]:
         assert (step, kind) in creates, (step, kind, sorted(creates))
     assert not [e for e in evs if e["event"] == "step" and e["status"] == "failed"], tail
+    planned_halyard = _writes(evs, "halyard")
+    # The Halyard step is planned by the code that applies it (spinboot.kube.halyard.AbsentCluster): the target
+    # kubeconfigs' Secret, the targets record, configure.sh's first run and the record of that run are all in it.
+    assert ("create", "Secret", "halyard", "spinboot-target-kubeconfigs") in planned_halyard
+    assert ("create", "ConfigMap", "halyard", "spinboot-targets") in planned_halyard
+    assert ("create", "ConfigMap", "halyard", "spinboot-halyard") in planned_halyard
+    configure = next(e for e in evs if e["event"] == "change" and e["kind"] == "Halyard configuration")
+    assert configure["detail"] == "run configure.sh (first run); then hal deploy apply"
     # A plan changes nothing: the second plan says the same.
     rc2, evs2, _ = run(["plan", "-c", str(EXAMPLE), "--detailed-exitcode"], env)
     assert rc2 == 3 and len([e for e in evs2 if e["event"] == "change"]) == len([e for e in evs if e["event"] == "change"])
@@ -57,8 +65,18 @@ def test_plan_from_nothing_lists_the_whole_install_then_apply_and_a_saved_plan(f
     assert rc == 0 and saved.is_file(), tail
     rc, evs, tail = run(["apply", str(saved)], env, timeout=900)
     assert rc == 0, tail
+    # What the Halyard step wrote is exactly what the plan from nothing said it would write.
+    assert _writes(evs, "halyard") == planned_halyard
+    applied = next(e for e in evs if e["event"] == "change" and e["kind"] == "Halyard configuration")
+    assert applied["detail"] == configure["detail"]
     rc, _, tail = run(["plan", "-c", str(EXAMPLE), "--detailed-exitcode"], env)
     assert rc == 0, tail
+
+
+def _writes(evs: list[dict], step: str) -> set[tuple[str, str, str, str]]:
+    """(action, kind, namespace, name) of every create, update or delete a step reported."""
+    return {(e["action"], e["kind"], e.get("namespace", ""), e["name"]) for e in evs
+            if e["event"] == "change" and e["step"] == step and e["action"] in ("create", "update", "delete")}
 
 
 def _spin_api(sb):
