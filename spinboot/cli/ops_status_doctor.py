@@ -47,6 +47,9 @@ def register(app: typer.Typer) -> None:
                 for s in info["subscriptions"]:
                     t.add_row("subscription", "exists" if s["exists"] else "MISSING",
                               f"{s['name']} backlog {s['backlog']}")
+                dr = info.get("drift") or {}
+                t.add_row("drift", "ERROR" if dr.get("errors") else str(sum(v for k, v in dr.items() if k != "errors")),
+                          ", ".join(f"{v} {k}" for k, v in dr.items() if k != "errors") + " (spinboot drift)")
                 t.add_row("last apply", "", ", ".join(f"{k}={v[:12]}" for k, v in sorted(info["lastApply"].items())))
             rep.out.print(t)
             for p in info["problems"]:

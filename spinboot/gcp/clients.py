@@ -25,7 +25,7 @@ CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 class SandboxEndpoints:
     """Where the sandbox's stand-ins listen (written by `spinboot sandbox up`)."""
 
-    gke: str            # host:port: ClusterManager, IAM Admin and Resource Manager Projects
+    gke: str            # host:port: ClusterManager, IAM Admin, Resource Manager Projects, Logging
     pubsub: str         # host:port for PUBSUB_EMULATOR_HOST
     storage: str        # http://host:port for STORAGE_EMULATOR_HOST
     token: str          # the "Google access token" the sandbox's API servers accept
@@ -122,6 +122,17 @@ class GoogleClients:
         if self.sandbox:
             return policytroubleshooter_v1.IamCheckerClient(transport=IamCheckerGrpcTransport(channel=self._channel()))
         return policytroubleshooter_v1.IamCheckerClient(credentials=self.credentials)
+
+    @cached_property
+    def logging(self):
+        """Cloud Logging (google-cloud-logging's gapic client): Cloud Audit Logs for ``spinboot drift --audit``. The
+        sandbox serves GKE-shaped audit entries of its clusters on the GKE stand-in's port."""
+        from google.cloud.logging_v2.services.logging_service_v2 import LoggingServiceV2Client
+        from google.cloud.logging_v2.services.logging_service_v2.transports import LoggingServiceV2GrpcTransport
+
+        if self.sandbox:
+            return LoggingServiceV2Client(transport=LoggingServiceV2GrpcTransport(channel=self._channel()))
+        return LoggingServiceV2Client(credentials=self.credentials)
 
     @cached_property
     def publisher(self):

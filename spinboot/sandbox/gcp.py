@@ -10,7 +10,9 @@ Two Go servers live in the ``go/`` module next to this file (``spinboot.dev/sand
   ``google.cloud.resourcemanager.v3.Projects`` (project IAM policy) on one port. Each cluster it creates is
   backed by a real sandbox Kubernetes control plane started by an external ``--provision-cmd``. The same port
   serves a minimal Artifact Registry and the Policy Troubleshooter, with a Docker Registry v2 API on a second
-  port (docs/sandbox.md, "Artifact Registry and Policy Troubleshooter").
+  port (docs/sandbox.md, "Artifact Registry and Policy Troubleshooter"), and Cloud Logging's
+  ``google.logging.v2.LoggingServiceV2/ListLogEntries`` over the backing control planes' audit logs, shaped like
+  GKE's Admin Activity entries (``spinboot drift --audit``; cmd/gke-emulator/logging.go).
 
 Both bind 127.0.0.1 only and have a small admin HTTP endpoint (``admin_url``) for fault injection and call
 counters: ``GET/DELETE /counts``, ``GET /faults``, ``POST /faults`` (append), ``PUT /faults`` (replace),

@@ -41,11 +41,13 @@ class Live:
         """Remember where every counter stands."""
         self.sb.gke.reset_counts()
         self.sb.pubsub.reset_counts()
+        self.sb.storage_faults.reset_counts()   # Cloud Storage: counted by the proxy always in front of it
         return {c.name: len(c.audit_events()) for c in self.clusters()}
 
     def mutations_since(self, mark: dict) -> dict[str, list[str]]:
         """Mutating calls made since ``mark``, counted by the servers: Google methods and Kubernetes requests."""
-        out = {"gke": sorted(self.sb.gke.mutating_calls()), "pubsub": sorted(self.sb.pubsub.mutating_calls())}
+        out = {"gke": sorted(self.sb.gke.mutating_calls()), "pubsub": sorted(self.sb.pubsub.mutating_calls()),
+               "storage": sorted(self.sb.storage_faults.mutating_calls())}
         for c in self.clusters():
             out[c.name] = mutating_requests(c.audit_events()[mark.get(c.name, 0):])
         return out
@@ -87,3 +89,25 @@ def variant(tmp_path: Path, old: str, new: str, count: int = 1) -> Path:
     path = tmp_path / "spinboot.yaml"
     path.write_text(text.replace(old, new, count))
     return path
+
+
+def apply_example(sb: Sandbox, path: Path | None = None) -> None:
+    """``spinboot apply --yes`` of the example (or ``path``) in this process, with the sandbox's environment; a
+    second call on a converged sandbox is a no-op apply (seconds)."""
+    import os
+
+    from typer.testing import CliRunner
+
+    from spinboot.cli.main import app
+
+    env = sb.environ()
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        r = CliRunner().invoke(app, ["apply", "-c", str(path or EXAMPLES / "spinboot.yaml"), "--yes"],
+                               catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+

@@ -10,7 +10,7 @@ import yaml
 from kubernetes import client
 
 from ..conftest import EXAMPLES
-from .conftest import events
+from .conftest import apply_example, events
 
 EXAMPLE = EXAMPLES / "spinboot.yaml"
 SPIN = ("acme-platform", "us-central1-b", "spinnaker")
@@ -43,21 +43,7 @@ def assert_clean(cli) -> None:
 
 @pytest.fixture(scope="module")
 def applied(sandbox):
-    import os
-
-    from typer.testing import CliRunner
-
-    from spinboot.cli.main import app
-
-    env = sandbox.environ()
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        r = CliRunner().invoke(app, ["apply", "-c", str(EXAMPLE), "--yes"], catch_exceptions=False)
-        assert r.exit_code == 0, r.output
-    finally:
-        for k, v in old.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    apply_example(sandbox, EXAMPLE)
     return True
 
 

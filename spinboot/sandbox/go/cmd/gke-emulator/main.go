@@ -73,6 +73,7 @@ func main() {
 	}
 	registerMetadata(srv, gke, iamSrv) // metadata.go: Workload Identity tokens
 	registerIAMAdmin(srv, iamSrv)      // iam.go: /iam/propagation
+	registerLogging(srv, gke)          // logging.go: Cloud Audit Logs of the backing clusters
 	// /clusters shows what tests cannot get through the API: which sandbox control plane backs which cluster.
 	srv.Admin.HandleFunc("/clusters", func(w http.ResponseWriter, _ *http.Request) {
 		gke.mu.Lock()
