@@ -11,6 +11,7 @@ COPY pyproject.toml README.md ./
 COPY spinboot ./spinboot
 COPY halconfig ./halconfig
 COPY rbac ./rbac
+COPY releases ./releases
 # The wheel of spinboot and of every runtime dependency; no [test] or [sandbox] extras.
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 

@@ -22,7 +22,7 @@ def with_registry(body: str) -> str:
 
 # (id, file text, expected field path, expected line, text the message must contain)
 CASES = [
-    ("misspelt-top-key", MINIMAL + "regsitries: []\n", "regsitries", 12, "did you mean 'registries'"),
+    ("misspelt-top-key", MINIMAL + "regsitries: []\n", "regsitries", 13, "did you mean 'registries'"),
     ("misspelt-nested-key", MINIMAL.replace("location: us-central1-b}", "location: us-central1-b, releaseChanel: STABLE}"),
      "cluster.releaseChanel", 3, "did you mean 'releaseChannel'"),
     ("missing-project", MINIMAL.replace("project: acme-platform\n", ""), "project", 1, "required"),
@@ -72,64 +72,64 @@ CASES = [
                                        "iap: {audience: /projects/1/global/backendServices/2}}"),
      "spinnaker.exposure.iap", 7, "behindGoogleLoadBalancer"),
     ("kube-system", MINIMAL.replace("namespaces: [prod]", "namespaces: [prod, kube-system]"),
-     "targets[0].namespaces[1]", 11, "system namespace"),
+     "targets[0].namespaces[1]", 12, "system namespace"),
     ("gke-prefix", MINIMAL.replace("namespaces: [prod]", "namespaces: [gke-managed-system]"),
-     "targets[0].namespaces[0]", 11, "dangerouslyAllowSystemNamespaces"),
+     "targets[0].namespaces[0]", 12, "dangerouslyAllowSystemNamespaces"),
     ("duplicate-namespace", MINIMAL.replace("namespaces: [prod]", "namespaces: [prod, dev, prod]"),
-     "targets[0].namespaces[2]", 11, "listed twice"),
-    ("empty-namespaces", MINIMAL.replace("namespaces: [prod]", "namespaces: []"), "targets[0].namespaces", 11,
+     "targets[0].namespaces[2]", 12, "listed twice"),
+    ("empty-namespaces", MINIMAL.replace("namespaces: [prod]", "namespaces: []"), "targets[0].namespaces", 12,
      "at least 1 item"),
-    ("namespace-uppercase", MINIMAL.replace("namespaces: [prod]", "namespaces: [Prod]"), "targets[0].namespaces[0]", 11,
+    ("namespace-uppercase", MINIMAL.replace("namespaces: [prod]", "namespaces: [Prod]"), "targets[0].namespaces[0]", 12,
      "not a valid Kubernetes name"),
     ("target-both-access", MINIMAL.replace("namespaces: [prod]", "namespaces: [prod]\n    kubeconfig: {path: k, context: c}"),
-     "targets[0]", 9, "exactly one of gke or kubeconfig"),
+     "targets[0]", 10, "exactly one of gke or kubeconfig"),
     ("target-no-access", MINIMAL.replace("    gke: {project: acme-platform, location: us-central1, cluster: platform}\n", ""),
-     "targets[0]", 9, "exactly one of gke or kubeconfig"),
+     "targets[0]", 10, "exactly one of gke or kubeconfig"),
     ("system-sa-namespace", MINIMAL.replace("namespaces: [prod]", "namespaces: [prod]\n    serviceAccount: {namespace: kube-system}"),
-     "targets[0].serviceAccount.namespace", 12, "system namespace"),
+     "targets[0].serviceAccount.namespace", 13, "system namespace"),
     ("duplicate-account", MINIMAL + """  - name: platform
     gke: {project: acme-platform, location: us-central1, cluster: other}
     namespaces: [prod]
-""", "targets[1].name", 12, "already used by targets[0].name"),
+""", "targets[1].name", 13, "already used by targets[0].name"),
     ("account-clashes-registry", with_registry("""  - name: platform
     project: acme-platform
     address: us-docker.pkg.dev
     repositories: [acme-platform/acme/tasks]
-"""), "registries[0].name", 13, "already used by targets[0].name"),
+"""), "registries[0].name", 14, "already used by targets[0].name"),
     ("same-cluster-twice", MINIMAL + """  - name: platform-b
     gke: {project: acme-platform, location: us-central1, cluster: platform}
     namespaces: [dev]
-""", "targets[1].gke", 13, "same cluster as targets[0]"),
+""", "targets[1].gke", 14, "same cluster as targets[0]"),
     ("ack-deadline-high", with_registry("""  - name: images
     project: acme-platform
     address: us-docker.pkg.dev
     repositories: [acme-platform/acme/tasks]
     subscription: {ackDeadlineSeconds: 900}
-"""), "registries[0].subscription.ackDeadlineSeconds", 17, "10 to 600"),
+"""), "registries[0].subscription.ackDeadlineSeconds", 18, "10 to 600"),
     ("ack-deadline-low", with_registry("""  - name: images
     project: acme-platform
     address: us-docker.pkg.dev
     repositories: [acme-platform/acme/tasks]
     subscription: {ackDeadlineSeconds: 5}
-"""), "registries[0].subscription.ackDeadlineSeconds", 17, "10 to 600"),
+"""), "registries[0].subscription.ackDeadlineSeconds", 18, "10 to 600"),
     ("cache-interval-low", with_registry("""  - name: images
     project: acme-platform
     address: us-docker.pkg.dev
     repositories: [acme-platform/acme/tasks]
     cacheIntervalSeconds: 10
-"""), "registries[0].cacheIntervalSeconds", 17, "30 to 86400"),
+"""), "registries[0].cacheIntervalSeconds", 18, "30 to 86400"),
     ("registry-without-repositories", with_registry("""  - name: images
     project: acme-platform
     address: us-docker.pkg.dev
-"""), "registries[0].repositories", 13, "listed explicitly"),
+"""), "registries[0].repositories", 14, "listed explicitly"),
     ("subscription-name-goog", with_registry("""  - name: images
     project: acme-platform
     address: us-docker.pkg.dev
     repositories: [acme-platform/acme/tasks]
     subscription: {name: goog-sub}
-"""), "registries[0].subscription.name", 17, "not a valid Pub/Sub name"),
-    ("duplicate-key", MINIMAL + "project: other-project\n", "project", 12, "duplicate key 'project', first given on line 2"),
-    ("targets-not-list", BASE + "targets: platform\n", "targets", 8, "expected a list"),
+"""), "registries[0].subscription.name", 18, "not a valid Pub/Sub name"),
+    ("duplicate-key", MINIMAL + "project: other-project\n", "project", 13, "duplicate key 'project', first given on line 2"),
+    ("targets-not-list", BASE + "targets: platform\n", "targets", 9, "expected a list"),
     ("cluster-not-mapping", MINIMAL.replace("cluster: {name: spinnaker, location: us-central1-b}", "cluster: spinnaker"),
      "cluster", 3, "expected a mapping"),
     ("label-uppercase", MINIMAL.replace("location: us-central1-b}", "location: us-central1-b, labels: {team: SRE}}"),
@@ -148,26 +148,26 @@ CASES = [
     project: acme-platform
     address: us-docker.pkg.dev
     repositories: [acme-platform/acme/tasks, acme-shared/base/python]
-"""), "registries[0].repositories[1]", 16, "projects/acme-shared/topics/gcr"),
+"""), "registries[0].repositories[1]", 17, "projects/acme-shared/topics/gcr"),
     ("artifact-registry-path-too-short", with_registry("""  - name: images
     project: acme-platform
     address: us-docker.pkg.dev
     repositories: [acme/tasks]
-"""), "registries[0].repositories[0]", 16, "PROJECT/REPOSITORY/IMAGE"),
+"""), "registries[0].repositories[0]", 17, "PROJECT/REPOSITORY/IMAGE"),
     ("google-registry-without-project", with_registry("""  - name: images
     address: europe-docker.pkg.dev
     repositories: [acme-platform/acme/tasks]
-"""), "registries[0].project", 13, "needs a subscription there"),
+"""), "registries[0].project", 14, "needs a subscription there"),
     ("non-google-registry-subscription", with_registry("""  - name: hub
     address: registry-1.docker.io
     repositories: [library/nginx]
     subscription: {name: hub-pushes}
-"""), "registries[0].subscription", 16, "nothing publishes its pushes to Pub/Sub"),
+"""), "registries[0].subscription", 17, "nothing publishes its pushes to Pub/Sub"),
     ("non-google-registry-project", with_registry("""  - name: hub
     project: acme-platform
     address: quay.io
     repositories: [acme/tasks]
-"""), "registries[0].project", 14, "not a Google registry"),
+"""), "registries[0].project", 15, "not a Google registry"),
 ]
 
 
@@ -234,14 +234,14 @@ CASES += [
     ("version-v-prefix", MINIMAL.replace("version: 2026.2.3", "version: v2026.2.3"), "spinnaker.version", 5,
      "without a 'v'"),
     # registry host:port
-    ("registry-scheme", registry_with("https://us-docker.pkg.dev"), "registries[0].address", 15, "leave out the scheme"),
-    ("registry-path", registry_with("us-docker.pkg.dev/acme"), "registries[0].address", 15, "has no path"),
-    ("registry-port-0", registry_with("registry.acme.dev:0"), "registries[0].address", 15, "port '0' is not valid"),
-    ("registry-port-99999", registry_with("registry.acme.dev:99999"), "registries[0].address", 15,
+    ("registry-scheme", registry_with("https://us-docker.pkg.dev"), "registries[0].address", 16, "leave out the scheme"),
+    ("registry-path", registry_with("us-docker.pkg.dev/acme"), "registries[0].address", 16, "has no path"),
+    ("registry-port-0", registry_with("registry.acme.dev:0"), "registries[0].address", 16, "port '0' is not valid"),
+    ("registry-port-99999", registry_with("registry.acme.dev:99999"), "registries[0].address", 16,
      "port 1 to 65535"),
-    ("registry-underscore", registry_with("my_registry.acme.dev"), "registries[0].address", 15, "label 'my_registry'"),
+    ("registry-underscore", registry_with("my_registry.acme.dev"), "registries[0].address", 16, "label 'my_registry'"),
     ("repository-triple-underscore", registry_with().replace("acme-platform/acme/tasks", "acme-platform/acme/a___b"),
-     "registries[0].repositories[0]", 16, "not a valid repository path"),
+     "registries[0].repositories[0]", 17, "not a valid repository path"),
     # image references (the Docker reference grammar)
     ("image-no-registry", MINIMAL.replace("version: 2026.2.3", "version: 2026.2.3\n  halyard: {image: spinnaker/halyard:1.0}"),
      "spinnaker.halyard.image", 6, "names no registry"),
@@ -261,9 +261,9 @@ CASES += [
     ("bucket-g00gle", MINIMAL.replace("bucket: acme-spinnaker", "bucket: acme-g00gle"), "spinnaker.storage.bucket", 6,
      "not a valid bucket name"),
     ("namespace-kube-prefix", MINIMAL.replace("namespaces: [prod]", "namespaces: [kube-flannel]"),
-     "targets[0].namespaces[0]", 11, "system namespace"),
+     "targets[0].namespaces[0]", 12, "system namespace"),
     # YAML 1.1 surprises: said how YAML read them
-    ("namespace-no", MINIMAL.replace("namespaces: [prod]", "namespaces: [prod, no]"), "targets[0].namespaces[1]", 11,
+    ("namespace-no", MINIMAL.replace("namespaces: [prod]", "namespaces: [prod, no]"), "targets[0].namespaces[1]", 12,
      'no is read by YAML as the boolean false, not text (allowed: text; quote it: "no")'),
     ("spinnaker-namespace-off", MINIMAL.replace("version: 2026.2.3", "version: 2026.2.3\n  namespace: off"),
      "spinnaker.namespace", 6, "read by YAML as the boolean false"),
@@ -272,16 +272,16 @@ CASES += [
     ("node-count-08", cluster_with("nodePool: {nodeCount: 08}"), "cluster.nodePool.nodeCount", 3,
      "08 has a leading zero, so YAML 1.1 reads it as text"),
     ("cache-interval-base-60", registry_with(extra="    cacheIntervalSeconds: 10:00\n"),
-     "registries[0].cacheIntervalSeconds", 17, "10:00 is read by YAML 1.1 as the base-60 number 600"),
+     "registries[0].cacheIntervalSeconds", 18, "10:00 is read by YAML 1.1 as the base-60 number 600"),
     ("label-value-on", cluster_with("labels: {env: on}"), "cluster.labels.env", 3,
      "on is read by YAML as the boolean true"),
     ("version-empty", MINIMAL.replace("version: 2026.2.3", "version:"), "spinnaker.version", 5, "read as no value"),
     # acknowledging warnings
-    ("acknowledge-unknown", MINIMAL + "acknowledge: [halyard-unsuported]\n", "acknowledge[0]", 12,
+    ("acknowledge-unknown", MINIMAL + "acknowledge: [halyard-unsuported]\n", "acknowledge[0]", 13,
      "not a warning code"),
-    ("acknowledge-system-namespace", MINIMAL + "acknowledge: [system-namespace]\n", "acknowledge[0]", 12,
+    ("acknowledge-system-namespace", MINIMAL + "acknowledge: [system-namespace]\n", "acknowledge[0]", 13,
      "cannot be acknowledged"),
-    ("acknowledge-twice", MINIMAL + "acknowledge: [plain-http, plain-http]\n", "acknowledge", 12,
+    ("acknowledge-twice", MINIMAL + "acknowledge: [plain-http, plain-http]\n", "acknowledge", 13,
      "listed more than once"),
 ]
 
@@ -366,7 +366,7 @@ def test_json_output_reports_problems_as_events(cli, tmp_path):
     assert result.exit_code == 2
     events = [json.loads(line) for line in result.stdout.splitlines()]
     problem = next(e for e in events if e["event"] == "problem" and e["severity"] == "error")
-    assert problem["path"] == "regsitries" and problem["line"] == 12 and problem["file"] == str(f)
+    assert problem["path"] == "regsitries" and problem["line"] == 13 and problem["file"] == str(f)
     assert events[-1]["event"] == "invalid"
 
 

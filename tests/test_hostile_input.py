@@ -93,6 +93,12 @@ def full(**values: str) -> str:
     return FULL.substitute({k: json.dumps(values.get(k, v[0])) for k, v in FIELDS.items()})
 
 
+def halyard_engine(text: str) -> str:
+    """``text`` deployed by Halyard (configure.sh is rendered for the halyard engine only; from 2026.1.0 an unset
+    engine is kustomize). Not in FULL itself, whose line numbers the cases above name."""
+    return text.replace("\n  namespace: ", "\n  engine: halyard\n  namespace: ", 1)
+
+
 # Payloads aimed at configure.sh: command substitution, backticks, separators, quotes, newlines, globbing.
 SHELL = {
     "dollar-paren": "x$(touch /tmp/spinboot-pwned)",
@@ -153,14 +159,14 @@ STRUCTURE_CASES = [
     ("storage-null", minimal("storage: {bucket: acme-spinnaker}", "storage: ~"), "spinnaker.storage", 6,
      "expected a mapping"),
     ("target-null", minimal("  - name: platform\n    gke: {project: acme-platform, location: us-central1, "
-                            "cluster: platform}\n    namespaces: [prod]\n", "  - null\n"), "targets[0]", 9,
+                            "cluster: platform}\n    namespaces: [prod]\n", "  - null\n"), "targets[0]", 10,
      "expected a mapping"),
     ("project-list", minimal("project: acme-platform", "project: [acme-platform]"), "project", 2, "valid string"),
-    ("namespaces-string", minimal(NS, "namespaces: prod"), "targets[0].namespaces", 11, "expected a list"),
-    ("namespace-null-item", minimal(NS, "namespaces: [~]"), "targets[0].namespaces[0]", 11,
+    ("namespaces-string", minimal(NS, "namespaces: prod"), "targets[0].namespaces", 12, "expected a list"),
+    ("namespace-null-item", minimal(NS, "namespaces: [~]"), "targets[0].namespaces[0]", 12,
      "~ is read as no value"),
-    ("namespace-nested-list", minimal(NS, "namespaces: [[prod]]"), "targets[0].namespaces[0]", 11, "valid string"),
-    ("registries-mapping", MINIMAL + "registries: {images: x}\n", "registries", 12, "expected a list"),
+    ("namespace-nested-list", minimal(NS, "namespaces: [[prod]]"), "targets[0].namespaces[0]", 12, "valid string"),
+    ("registries-mapping", MINIMAL + "registries: {images: x}\n", "registries", 13, "expected a list"),
     ("private-nodes-maybe", minimal(LOC, "location: us-central1-b, privateNodes: maybe}"), "cluster.privateNodes", 3,
      "not a boolean"),
     ("node-count-string", minimal(LOC, "location: us-central1-b, nodePool: {nodeCount: \"2; reboot\"}}"),
@@ -169,7 +175,7 @@ STRUCTURE_CASES = [
      "read by YAML as the date 2026-02-03, not text"),
     ("version-bad-date", minimal("version: 2026.2.3", "version: 2026-13-45"), "spinnaker.version", 5,
      "cannot be read as !!timestamp"),
-    ("name-is-bool", minimal("name: platform", "name: yes"), "targets[0].name", 9,
+    ("name-is-bool", minimal("name: platform", "name: yes"), "targets[0].name", 10,
      'yes is read by YAML as the boolean true, not text (allowed: text; quote it: "yes")'),
     # huge, negative, non-finite numbers
     ("node-count-10e30", minimal(LOC, f"location: us-central1-b, nodePool: {{nodeCount: {10**30}}}}}"),
@@ -189,9 +195,9 @@ STRUCTURE_CASES = [
     ("project-5000-digits", minimal("project: acme-platform", "project: " + "7" * 5000), "project", 2,
      "cannot be read as !!int"),
     # look-alikes and invisible characters
-    ("cyrillic-a-in-target", minimal("name: platform", "name: pl\u0430tform"), "targets[0].name", 9,
+    ("cyrillic-a-in-target", minimal("name: platform", "name: pl\u0430tform"), "targets[0].name", 10,
      "not a valid Spinnaker account name"),
-    ("cyrillic-o-in-namespace", minimal(NS, "namespaces: [pr\u043ed]"), "targets[0].namespaces[0]", 11,
+    ("cyrillic-o-in-namespace", minimal(NS, "namespaces: [pr\u043ed]"), "targets[0].namespaces[0]", 12,
      "not a valid Kubernetes name"),
     ("fullwidth-bucket", minimal("bucket: acme-spinnaker", "bucket: \uff41cme-spinnaker"), "spinnaker.storage.bucket",
      6, "not a valid bucket name"),
@@ -201,19 +207,19 @@ STRUCTURE_CASES = [
      "not a valid GKE name"),
     # bytes
     ("non-utf8-in-name", minimal("name: platform", "name: plat\udcffform").encode("utf-8", "surrogateescape"),
-     "targets[0].name", 9, "not UTF-8"),
+     "targets[0].name", 10, "not UTF-8"),
     ("utf16-file", MINIMAL.encode("utf-16"), "(file)", 1, "not UTF-8"),
     ("bom-then-error", ("\ufeff" + minimal("project: acme-platform", "project: Acme")).encode(), "project", 2,
      "not a valid project ID"),
     ("nul-byte", minimal("project: acme-platform", "project: acme\x00platform"), "project", 2, "U+0000"),
-    ("bell-in-namespace", minimal(NS, "namespaces: [pr\x07od]"), "targets[0].namespaces[0]", 11, "U+0007"),
+    ("bell-in-namespace", minimal(NS, "namespaces: [pr\x07od]"), "targets[0].namespaces[0]", 12, "U+0007"),
     # YAML structure
     ("duplicate-nested-key", minimal("    namespaces: [prod]", "    namespaces: [prod]\n    name: again"),
-     "targets[0].name", 12, "duplicate key 'name', first given on line 9"),
+     "targets[0].name", 13, "duplicate key 'name', first given on line 10"),
     ("alias-bomb", BASE + ALIAS_BOMB, None, None, "expands to more than 10000 values"),
-    ("alias-self-reference", MINIMAL + "x: &loop [*loop]\n", "x[0]", 12, "refers to the mapping or list that contains"),
-    ("merge-self-reference", MINIMAL + "x: &m {<<: *m}\n", "x", 12, "refers to the mapping or list that contains"),
-    ("deep-flow-nesting", minimal(NS, "namespaces: " + "[" * DEEP + "]" * DEEP), None, 11, "nested more than 64"),
+    ("alias-self-reference", MINIMAL + "x: &loop [*loop]\n", "x[0]", 13, "refers to the mapping or list that contains"),
+    ("merge-self-reference", MINIMAL + "x: &m {<<: *m}\n", "x", 13, "refers to the mapping or list that contains"),
+    ("deep-flow-nesting", minimal(NS, "namespaces: " + "[" * DEEP + "]" * DEEP), None, 12, "nested more than 64"),
     ("deep-block-nesting", MINIMAL + "x:\n" + "".join("  " * (i + 1) + "a:\n" for i in range(DEEP)) + "  " * (DEEP + 1)
      + "b: 1\n", None, None, "nested more than 64"),
     ("very-long-string", minimal("project: acme-platform", "project: " + "a" * 200_000), "project", 2,
@@ -223,18 +229,18 @@ STRUCTURE_CASES = [
      "project", 2, "tag !!python/object/apply:os.system is not allowed"),
     ("python-name-scalar", minimal("bucket: acme-spinnaker", "bucket: !!python/name:os.system ''"),
      "spinnaker.storage.bucket", 6, "not valid YAML"),
-    ("custom-tag", minimal(NS, "namespaces: [!shell prod]"), "targets[0].namespaces[0]", 11, "not valid YAML"),
-    ("set-tag", minimal(NS, "namespaces: !!set {prod}"), "targets[0].namespaces", 11, "tag !!set is not allowed"),
-    ("two-documents", MINIMAL + "---\n" + MINIMAL, "(file)", 12, "expected a single document"),
-    ("undefined-alias", minimal(NS, "namespaces: [*prod]"), "targets[0].namespaces[0]", 11, "undefined alias"),
+    ("custom-tag", minimal(NS, "namespaces: [!shell prod]"), "targets[0].namespaces[0]", 12, "not valid YAML"),
+    ("set-tag", minimal(NS, "namespaces: !!set {prod}"), "targets[0].namespaces", 12, "tag !!set is not allowed"),
+    ("two-documents", MINIMAL + "---\n" + MINIMAL, "(file)", 13, "expected a single document"),
+    ("undefined-alias", minimal(NS, "namespaces: [*prod]"), "targets[0].namespaces[0]", 12, "undefined alias"),
     # keys that are not strings
-    ("int-key", MINIMAL + "1: x\n", "1", 12, "unknown key '1'"),
-    ("list-key-top", MINIMAL + "[a]: b\n", "(file)", 12, "a key must be a plain string"),
+    ("int-key", MINIMAL + "1: x\n", "1", 13, "unknown key '1'"),
+    ("list-key-top", MINIMAL + "[a]: b\n", "(file)", 13, "a key must be a plain string"),
     ("list-key-nested", minimal(CLUSTER, "cluster: {name: spinnaker, location: us-central1-b, [a]: b}"), "cluster", 3,
      "a key must be a plain string"),
-    ("mapping-key", minimal("    namespaces: [prod]", "    namespaces: [prod]\n    ? {a: 1}\n    : b"), "targets[0]", 12,
+    ("mapping-key", minimal("    namespaces: [prod]", "    namespaces: [prod]\n    ? {a: 1}\n    : b"), "targets[0]", 13,
      "a key must be a plain string"),
-    ("newline-key", MINIMAL + "\"evil\\nkey\": x\n", "'evil\\nkey'", 12, "unknown key"),
+    ("newline-key", MINIMAL + "\"evil\\nkey\": x\n", "'evil\\nkey'", 13, "unknown key"),
 ]
 
 CASES = STRUCTURE_CASES + INJECTION_CASES
@@ -335,7 +341,7 @@ def _argv(calls: list[list[str]], *words: str) -> list[list[str]]:
 
 @pytest.mark.parametrize("values", ODD_BUT_VALID, ids=[f"set{i}" for i in range(len(ODD_BUT_VALID))])
 def test_unusual_values_stay_single_arguments_in_configure_sh(tmp_path, values):
-    cfg = load_config_bytes(full(**values).encode(), "odd.yaml").config
+    cfg = load_config_bytes(halyard_engine(full(**values)).encode(), "odd.yaml").config
     files = render_all(cfg)
     script = files["halconfig/configure.sh"].decode()
     calls = [argv for _line, argv in parse_script(script)]
@@ -424,7 +430,7 @@ def test_no_value_that_reaches_a_hal_flag_can_start_with_a_dash(field):
 
 
 def test_a_secret_key_starting_with_a_dash_stays_inside_a_path():
-    files = render_all(load_config_bytes(full(secret_key="-rf").encode(), "f.yaml").config)
+    files = render_all(load_config_bytes(halyard_engine(full(secret_key="-rf")).encode(), "f.yaml").config)
     calls = [argv for _line, argv in parse_script(files["halconfig/configure.sh"].decode())]
     tokens = [a[a.index("--token-file") + 1] for a in calls if "--token-file" in a]
     assert tokens and all(t.startswith("/") and t.endswith("/-rf") for t in tokens)

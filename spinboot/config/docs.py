@@ -42,6 +42,13 @@ def _models(annotation) -> list[type[BaseModel]]:
     return [m for a in typing.get_args(annotation) for m in _models(a)] if origin else []
 
 
+def _is_dict(annotation) -> bool:
+    """A mapping of user-chosen keys to models (spinnaker.sizing.<service>), whose rows read KEY.<key>.field."""
+    while typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    return typing.get_origin(annotation) is dict
+
+
 def _default(field) -> str:
     if field.is_required():
         return "**required**"
@@ -63,7 +70,7 @@ def _rows(model: type[BaseModel], prefix: str, out: list[str], seen: set) -> Non
         shown = key + ("[]" if is_list and nested else "")
         out.append(f"| `{shown}` | {_type_name(field.annotation)} | {_default(field)} | {field.description or ''} |")
         for sub in nested:
-            _rows(sub, shown + ".", out, seen)
+            _rows(sub, shown + (".<name>." if _is_dict(field.annotation) else "."), out, seen)
 
 
 def generate() -> str:
@@ -117,6 +124,17 @@ settings, each target, each registry). At most 100 problems are listed, then how
 - **Spinnaker version**: a calendar version (2025.0.0 or later; 2025.0.0 is 1.38.0) or `1.x.y` up to 1.38,
   without a `v` or leading zeros (`2026.02.3` names no release).
 - **IAP** needs `behindGoogleLoadBalancer: true`.
+- **Engine** (docs/engines.md): unset means kustomize from 2026.1.0, halyard before. kustomize needs 2026.1.0 or
+  later (its images are `ghcr.io/spinnaker/<service>:<version>`); `redis`, `services`, `sizing`, `kustomize` and
+  `exposure.ingress` are read by the kustomize engine only and refused with halyard. The release guardrails
+  (releases/guardrails.yaml) refuse the halyard engine from 2027.0.0, and on 2026.3 without `halyard.image`;
+  front50's GCS storage warns from 2026.3 and is refused from 2027.1.0.
+- **Services**: `fiat: true` needs `exposure.iap` (without authentication fiat lets nobody use an account);
+  `sizing` names a running service, and clouddriver in `sizing` or in `clouddriver.sizing`, not both.
+- **Redis URL**: `redis://HOST:PORT` or `rediss://HOST:PORT`, no user or password.
+- **Ingress** needs `behindGoogleLoadBalancer: true` and DNS host names in `uiUrl`/`apiUrl` without a port;
+  `https://` with `managedCertificate: true`.
+- **Customizations**: a directory relative to spinboot.yaml that holds a `kustomization.yaml`.
 
 ## YAML that does not mean what it looks like
 

@@ -163,6 +163,54 @@ LabelKey = Annotated[str, _problem(names.label_key_problem)]
 AckCode = Annotated[str, AfterValidator(_ack), WithJsonSchema({"type": "string", "enum": list(ACKNOWLEDGEABLE)})]
 
 
+# The services of a Spinnaker install. The eight core ones always run; the optional ones only when
+# spinnaker.services says so (the kustomize engine; Halyard's deployment has its own switches).
+CORE_SERVICES = ("clouddriver", "deck", "echo", "front50", "gate", "igor", "orca", "rosco")
+OPTIONAL_SERVICES = ("fiat", "kayenta", "keel")
+ServiceName = Literal["clouddriver", "deck", "echo", "front50", "gate", "igor", "orca", "rosco",
+                      "fiat", "kayenta", "keel"]
+# Kustomize is the supported install from 2026.1.0 (Halyard unsupported since, see names.SpinnakerVersion), and
+# Spinnaker's images are published as ghcr.io/spinnaker/<service>:<version> from that release on.
+KUSTOMIZE_DEFAULT_FROM = (2026, 1, 0)
+
+
+def _redis_url(value: str) -> str:
+    # Each service takes Redis as one URL, redis.connection: redis://HOST:PORT
+    # (spinnaker/spinnaker@spinnaker-release-2026.2.3:spinnaker-kustomize/components/redis/files/<svc>.yml);
+    # rediss:// is the TLS form, as Memorystore's in-transit encryption serves it. A password in the URL would sit
+    # in spinboot.yaml and in the reviewable render: refused, and never echoed back.
+    allowed = "redis://HOST:PORT or rediss://HOST:PORT, e.g. redis://10.0.0.3:6379 for Memorystore"
+    m = re.fullmatch(r"(rediss?)://([^/?#@:\s]+):([0-9]{1,5})/?", value)
+    if not m:
+        if "@" in value:
+            raise ValueError("the Redis URL carries a user or password (not shown), which would be written into "
+                             f"spinboot.yaml and the rendered tree (allowed: {allowed}, with no credentials)")
+        raise ValueError(f"{value!r} is not a Redis URL (allowed: {allowed})")
+    host, port = m[2], int(m[3])
+    if not (_is_address(host) or re.fullmatch(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]{0,61}"
+                                              r"[a-z0-9])?)*", host)):
+        raise ValueError(f"{value!r}: {host!r} is not a host name or IPv4 address (allowed: {allowed})")
+    if not 1 <= port <= 65535:
+        raise ValueError(f"{value!r}: port {port} is outside 1-65535 (allowed: {allowed})")
+    return value
+
+
+def _relative_dir(value: str) -> str:
+    # Relative to spinboot.yaml, so the same file renders the same tree on every machine and in CI.
+    if value.startswith(("/", "~")) or re.match(r"[A-Za-z]:[\\/]", value):
+        raise ValueError(f"{value!r} is an absolute path (allowed: a directory relative to spinboot.yaml, e.g. "
+                         "kustomize-local)")
+    return value
+
+
+RedisUrl = Annotated[str, Field(max_length=300), AfterValidator(_redis_url)]
+RelativeDir = Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(lambda v: _printable(v)),
+                        AfterValidator(_relative_dir)]
+GceAddressName = Annotated[str, _check(re.compile(r"[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?"), "global address name",
+                                       "1 to 63 characters: lowercase letters, digits and '-', starting with a "
+                                       "letter, not ending with '-'")]
+
+
 class Autoscaling(Model):
     min_node_count: int = Field(ge=0, le=1000, description="Smallest node count the autoscaler may choose.")
     max_node_count: int = Field(ge=1, le=1000, description="Largest node count the autoscaler may choose.")
@@ -258,6 +306,16 @@ class Iap(Model):
         description="IAP audience: /projects/PROJECT_NUMBER/global/backendServices/SERVICE_ID.")
 
 
+class Ingress(Model):
+    enabled: bool = Field(False, description="Create the Ingress, BackendConfig and ManagedCertificate.")
+    static_ip_name: GceAddressName | None = Field(
+        None, description="Name of a reserved global static IP address (kubernetes.io/ingress.global-static-ip-name);"
+                          " unset: an ephemeral address, which changes if the Ingress is recreated.")
+    managed_certificate: bool = Field(
+        True, description="A Google-managed certificate for the URL hosts (needs https:// URLs and DNS pointing at "
+                          "the load balancer).")
+
+
 class Exposure(Model):
     ui_url: Url = Field(description="URL users open for Deck (hal config security ui edit --override-base-url).")
     api_url: Url = Field(
@@ -271,14 +329,19 @@ class Exposure(Model):
         description="Addresses whose X-Forwarded-* headers Gate trusts: Google's front ends (35.191.0.0/16, "
                     "130.211.0.0/22) and the private ranges load-balanced traffic arrives from.")
     iap: Iap | None = Field(None, description="Identity-Aware Proxy in front of Gate.")
+    ingress: "Ingress" = Field(
+        default_factory=lambda: Ingress(),
+        description="GKE Ingress for Deck and Gate (kustomize engine): Google's HTTPS load balancer routing the "
+                    "hosts of uiUrl and apiUrl, with a BackendConfig (health check, IAP when iap is set) and a "
+                    "ManagedCertificate.")
 
 
 class ContainerSizing(Model):
-    requests_memory: Quantity | None = None
-    limits_memory: Quantity | None = None
-    requests_cpu: Quantity | None = None
-    limits_cpu: Quantity | None = None
-    replicas: int | None = Field(None, ge=1, le=20)
+    requests_memory: Quantity | None = Field(None, description="Memory request, e.g. 8Gi.")
+    limits_memory: Quantity | None = Field(None, description="Memory limit, e.g. 12Gi.")
+    requests_cpu: Quantity | None = Field(None, description="CPU request, e.g. 1 or 500m.")
+    limits_cpu: Quantity | None = Field(None, description="CPU limit.")
+    replicas: int | None = Field(None, ge=1, le=20, description="Pod replicas, 1 to 20.")
 
     @model_validator(mode="after")
     def _requests_within_limits(self) -> "ContainerSizing":
@@ -333,8 +396,33 @@ class Artifacts(Model):
         default_factory=list, description="GitHub artifact accounts.")
 
 
+class Redis(Model):
+    url: RedisUrl | None = Field(
+        None, description="An external Redis such as Memorystore (redis://HOST:PORT, rediss:// for TLS; no password "
+                          "in the URL). Unset: an in-cluster Redis StatefulSet with a volume.")
+    storage_size: Annotated[Quantity, AfterValidator(_storage_size)] = Field(
+        "8Gi", description="Volume size of the in-cluster Redis (ignored with url).")
+
+
+class Services(Model):
+    fiat: bool = Field(False, description="Run fiat (authorization). Needs authentication: exposure.iap.")
+    kayenta: bool = Field(False, description="Run kayenta (automated canary analysis).")
+    keel: bool = Field(False, description="Run keel (managed delivery).")
+
+
+class Kustomize(Model):
+    customizations: RelativeDir | None = Field(
+        None, description="Your own kustomize components and patches: a directory relative to spinboot.yaml with a "
+                          "kustomization.yaml, applied on top of the tree spinboot generates.")
+
+
 class Spinnaker(Model):
     version: Version = Field(description="Spinnaker version: calendar (2026.2.3) or 1.x.y.")
+    engine: Literal["halyard", "kustomize"] | None = Field(
+        None,
+        description="What deploys Spinnaker. kustomize: spinboot writes and applies a kustomize tree (the supported "
+                    "install from 2026.1.0). halyard: a Halyard pod runs configure.sh (refused from 2027.0.0). "
+                    "Unset: kustomize for 2026.1.0 and later, halyard before. See docs/engines.md.")
     namespace: K8sName = Field("spinnaker", description="Namespace Spinnaker's services run in.")
     deploy_account: AccountName = Field(
         "spinnaker-install",
@@ -346,6 +434,43 @@ class Spinnaker(Model):
     exposure: Exposure = Field(description="How users and tools reach Deck and Gate.")
     clouddriver: Clouddriver = Field(default_factory=Clouddriver, description="clouddriver sizing and caching.")
     artifacts: Artifacts = Field(default_factory=Artifacts, description="Artifact accounts.")
+    redis: Redis = Field(default_factory=Redis, description="Redis for the services (kustomize engine).")
+    services: Services = Field(
+        default_factory=Services,
+        description="Optional services (kustomize engine); clouddriver, deck, echo, front50, gate, igor, orca and "
+                    "rosco always run.")
+    sizing: Annotated[dict[ServiceName, ContainerSizing], Field(max_length=11)] = Field(
+        default_factory=dict,
+        description="Container resources and replicas per service (kustomize engine), e.g. {gate: {replicas: 2}}. "
+                    "clouddriver.sizing still applies when sizing.clouddriver is not set.")
+    kustomize: Kustomize = Field(default_factory=Kustomize, description="The kustomize engine's extras.")
+
+    @model_validator(mode="after")
+    def _default_engine(self) -> "Spinnaker":
+        # Absent engine: the supported install of the version (kustomize from 2026.1.0, when upstream stopped
+        # supporting Halyard). Filled in here so every reader sees "halyard" or "kustomize", never None.
+        if self.engine is None:
+            new = "kustomize" if names.SpinnakerVersion(self.version).key >= KUSTOMIZE_DEFAULT_FROM else "halyard"
+            object.__setattr__(self, "engine", new)
+        return self
+
+    @property
+    def state_namespace(self) -> str:
+        """Where spinboot keeps its state in the Spinnaker cluster (the Lease that serializes runs, the record of
+        targets for --prune): the Halyard namespace under the halyard engine, Spinnaker's own under kustomize
+        (which has no Halyard namespace)."""
+        return self.halyard.namespace if self.engine == "halyard" else self.namespace
+
+    @property
+    def enabled_services(self) -> tuple[str, ...]:
+        """The services that run: the eight core ones and the optional ones switched on."""
+        return CORE_SERVICES + tuple(s for s in OPTIONAL_SERVICES if getattr(self.services, s))
+
+    def sizing_for(self, service: str) -> ContainerSizing | None:
+        """A service's resources: spinnaker.sizing.<service>, else (clouddriver) spinnaker.clouddriver.sizing."""
+        if service in self.sizing:
+            return self.sizing[service]
+        return self.clouddriver.sizing if service == "clouddriver" else None
 
 
 class GkeRef(Model):
@@ -413,6 +538,27 @@ class Registry(Model):
         True, description="Also add a docker-registry account (needs repositories).")
 
 
+DriftPattern = Annotated[str, Field(pattern=r"^[A-Za-z*?]{1,63}/[-a-z0-9.*?]{1,253}$")]
+
+
+class Drift(Model):
+    """``spinboot drift`` (docs/drift.md): what it leaves out, and how this install's objects are told apart."""
+
+    ignore: Annotated[list[DriftPattern], Field(max_length=200)] = Field(
+        default_factory=list,
+        description="KIND/NAME glob patterns drift does not report, e.g. ConfigMap/istio-ca-root-cert or "
+                    "Secret/sh.helm.*; the kind matches case-insensitively.")
+    managed_by_suffix: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,51}[a-z0-9])?$")] | None = Field(
+        None, description="clouddriver's kubernetes.v2.managedBySuffix for this install: its objects are labelled "
+                          "app.kubernetes.io/managed-by: spinnaker-SUFFIX, so another install's are told apart "
+                          "(foreign). Unset: plain spinnaker, as clouddriver's default.")
+    known_principals: Annotated[list[Annotated[str, Field(min_length=1, max_length=320)]], Field(max_length=100)] = Field(
+        default_factory=list,
+        description="drift --audit: principals (emails or Kubernetes user names) whose writes are expected, "
+                    "besides Spinnaker's service account (e.g. a GitOps controller's); writes to spinboot's own "
+                    "objects are never reported.")
+
+
 class SpinbootConfig(Model):
     """The whole spinboot.yaml."""
 
@@ -423,6 +569,7 @@ class SpinbootConfig(Model):
         default_factory=list, description="Clusters Spinnaker deploys to.")
     registries: Annotated[list[Registry], Field(max_length=100)] = Field(
         default_factory=list, description="Registries: image-push triggers and accounts.")
+    drift: Drift = Field(default_factory=Drift, description="spinboot drift: what it ignores (docs/drift.md).")
     acknowledge: Annotated[list[AckCode], AfterValidator(_unique)] = Field(
         default_factory=list,
         description="Warning codes this file acknowledges: those warnings are no longer printed (validate counts "

@@ -25,6 +25,9 @@ WARNINGS: dict[str, str] = {
     "deck-proxy-untrusted": "Gate reached through Deck's /gate with no private range trusted (Gate would redirect to "
                             "http://)",
     "registry-polling": "a Google registry polled more often than every 300 s (HTTP 429s, then failed pulls)",
+    "halyard-removed": "the halyard engine on a release cut after upstream removed Halyard (2026.3): only an older "
+                       "Halyard image can deploy it, while its BOM is published",
+    "front50-gcs-deprecated": "front50's GCS storage on a release that deprecates it (kept through 2027.0 only)",
     "system-namespace": "a target namespace that is a system namespace, let in by dangerouslyAllowSystemNamespaces",
 }
 # dangerouslyAllowSystemNamespaces already is the acknowledgement; the warning stays loud on every command on purpose.

@@ -13,13 +13,14 @@ import copy
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 
-from . import names
-from .model import Cluster, Registry, SpinbootConfig, Spinnaker, Target
+from . import names, releases
+from .model import OPTIONAL_SERVICES, Cluster, Registry, SpinbootConfig, Spinnaker, Target
 from .problems import Positions, Problem, format_path
 
 # Spinnaker's docs ask for at least 18 GB and 6 cores for the cluster; clouddriver alone has been seen using 6-12 GiB.
@@ -45,6 +46,12 @@ def machine_shape(machine_type: str) -> tuple[int, float] | None:
     if machine_type.startswith("n1-"):
         gb = {"standard": 3.75, "highmem": 6.5, "highcpu": 0.9}.get(m[1], gb / vcpu) * vcpu
     return vcpu, gb
+
+
+def high_memory(machine_type: str) -> bool:
+    """The one node-memory rule (validate warns, doctor fails): clouddriver has run out of memory on standard nodes
+    without failing a health check, so Spinnaker's nodes should be a high-memory family."""
+    return any(f in machine_type for f in ("highmem", "megamem", "ultramem"))
 
 
 def _valid(model: type[BaseModel], value: Any) -> Any:
@@ -120,6 +127,8 @@ def check_rules(sec: Sections | SpinbootConfig, pos: Positions) -> list[Problem]
     s = sec.spinnaker
     if s is not None:
         _spinnaker_rules(s, err, warn)
+        # The file's own directory: spinnaker.kustomize.customizations is relative to it.
+        _engine_rules(s, Path(pos.file).parent, err, warn)
 
     # --- accounts: one name space in clouddriver across providers ------------------------------------------------
     accounts: dict[str, tuple] = {s.deploy_account: ("spinnaker", "deployAccount")} if s is not None else {}
@@ -264,7 +273,7 @@ def _cluster_rules(c: Cluster, err, warn) -> None:
         vcpu, gb = shape
         zones = 3 if c.regional else 1
         total_gb, total_cpu = gb * pool.node_count * zones, vcpu * pool.node_count * zones
-        if "highmem" not in pool.machine_type and "megamem" not in pool.machine_type and "ultramem" not in pool.machine_type:
+        if not high_memory(pool.machine_type):
             warn(("cluster", "nodePool", "machineType"),
                  f"{pool.machine_type} is not a high-memory type: clouddriver has run out of memory on standard nodes "
                  "without failing a health check (allowed, but e2-highmem-4 or larger is recommended)", "standard-nodes")
@@ -277,7 +286,7 @@ def _cluster_rules(c: Cluster, err, warn) -> None:
 
 def _spinnaker_rules(s: Spinnaker, err, warn) -> None:
     version = names.SpinnakerVersion(s.version)
-    if version.halyard_unsupported:
+    if version.halyard_unsupported and s.engine == "halyard":
         warn(("spinnaker", "version"),
              f"Spinnaker {s.version} is deployed with Halyard, which upstream stopped supporting in 2026.1.0 "
              "(allowed; kustomize is the supported install from 2026.1 on)", "halyard-unsupported")
@@ -332,3 +341,88 @@ def _spinnaker_rules(s: Spinnaker, err, warn) -> None:
                 err(here, f"artifact account {a.name!r} is already used by {format_path(artifact_names[a.name])} "
                           "(allowed: unique artifact account names)")
             artifact_names.setdefault(a.name, here)
+
+
+# What only the kustomize engine reads: the Halyard engine would silently ignore it, so it is refused there.
+_KUSTOMIZE_ONLY = ("redis", "services", "sizing", "kustomize")
+
+
+def _engine_rules(s: Spinnaker, base: Path, err, warn) -> None:
+    """The deploy engine and what depends on it: its default by version, what each engine reads, the release
+    guardrails (releases/guardrails.yaml), optional services, the Ingress and the user's customizations."""
+    chosen = "engine" in s.model_fields_set
+    how = "" if chosen else f" (engine is unset, so {s.engine} for {s.version})"
+    if s.engine == "kustomize" and not names.SpinnakerVersion(s.version).images_on_ghcr:
+        err(("spinnaker", "engine") if chosen else ("spinnaker", "version"),
+            f"the kustomize engine pins every image to {names.GHCR}/<service>:{s.version}, and Spinnaker publishes "
+            f"there from 2026.1.0 only (allowed: version 2026.1.0 or later, or engine: halyard)")
+    for f in releases.findings(s.version, s.engine, s.halyard.image is not None):
+        path = f.path if (chosen or f.path != ("spinnaker", "engine")) else ("spinnaker", "version")
+        (err(path, f.message + how) if f.severity == "error" else warn(path, f.message + how, f.code))
+    ingress = s.exposure.ingress
+    if s.engine == "halyard":
+        for key in _KUSTOMIZE_ONLY:
+            if key in s.model_fields_set:
+                hint = "; clouddriver's resources: spinnaker.clouddriver.sizing" if key == "sizing" else ""
+                err(("spinnaker", key), f"read only by the kustomize engine; the halyard engine would ignore it "
+                                        f"(allowed: remove it{hint}, or engine: kustomize){how}")
+        if ingress.enabled:
+            err(("spinnaker", "exposure", "ingress", "enabled"),
+                "the GKE Ingress is written by the kustomize engine only (allowed: remove it, or engine: kustomize)"
+                + how)
+        return
+    if "sizing" in s.model_fields_set:
+        for svc in s.sizing:
+            if svc in OPTIONAL_SERVICES and not getattr(s.services, svc):
+                err(("spinnaker", "sizing", svc), f"{svc} does not run: spinnaker.services.{svc} is false "
+                                                  f"(allowed: remove this, or services.{svc}: true)")
+        if "clouddriver" in s.sizing and "sizing" in s.clouddriver.model_fields_set:
+            err(("spinnaker", "sizing", "clouddriver"),
+                "clouddriver is sized twice, here and in spinnaker.clouddriver.sizing (allowed: one of them)")
+    if s.services.fiat and s.exposure.iap is None:
+        # With no authentication Gate serves everyone as the anonymous user, and once Fiat is on that user is
+        # allowed no accounts at all (gate/gate-core/src/main/java/com/netflix/spinnaker/gate/security/anonymous/
+        # AnonymousConfig.java at spinnaker-release-2026.2.3): Spinnaker would be unusable.
+        err(("spinnaker", "services", "fiat"),
+            "fiat needs authenticated users: without authentication Gate treats everyone as anonymous, and with "
+            "fiat on the anonymous user may use no account (allowed: set spinnaker.exposure.iap, the authentication "
+            "spinboot configures, or fiat: false; OAuth, SAML and LDAP are not supported by spinboot)")
+    if ingress.enabled:
+        e = s.exposure
+        if not e.behind_google_load_balancer:
+            err(("spinnaker", "exposure", "ingress", "enabled"),
+                "a GKE Ingress is Google's HTTPS load balancer (allowed: behindGoogleLoadBalancer: true, or no "
+                "ingress)")
+        for key, url in (("uiUrl", e.ui_url), ("apiUrl", e.api_url)):
+            parts = urlsplit(url)
+            host = parts.hostname or ""
+            if _is_ip(host) or "." not in host:
+                err(("spinnaker", "exposure", key),
+                    f"{url}: the Ingress routes by host name and a certificate names a domain, not {host!r} "
+                    "(allowed: a DNS name such as spinnaker.example.com)")
+            elif ingress.managed_certificate and parts.scheme != "https":
+                err(("spinnaker", "exposure", key),
+                    f"{url}: the managed certificate serves https:// (allowed: https://{parts.netloc}{parts.path}, or "
+                    "ingress.managedCertificate: false)")
+            elif parts.port not in (None, 443 if parts.scheme == "https" else 80):
+                err(("spinnaker", "exposure", key),
+                    f"{url}: Google's load balancer listens on 80 and 443 only (allowed: no port)")
+    c = s.kustomize.customizations
+    if c is not None:
+        where = (base / c)
+        if not where.is_dir():
+            err(("spinnaker", "kustomize", "customizations"),
+                f"{c}: no such directory next to the file ({where}) (allowed: a directory relative to "
+                "spinboot.yaml holding a kustomization.yaml)")
+        elif not any((where / n).is_file() for n in ("kustomization.yaml", "kustomization.yml", "Kustomization")):
+            err(("spinnaker", "kustomize", "customizations"),
+                f"{c} has no kustomization.yaml, so kustomize cannot use it (allowed: a directory with a "
+                "kustomization.yaml, e.g. kind: Component with your patches)")
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlsplit
 
+from ..config import releases
 from ..config.model import SpinbootConfig
 from ..config.names import SpinnakerVersion
 from .yamlio import comment, dump, load_data, template
@@ -62,12 +63,9 @@ def gate_local(cfg: SpinbootConfig) -> bytes:
 
 
 def newest_kubectl(version: str) -> str | None:
-    """The newest kubectl binary in clouddriver's image for this release (halconfig/kubectl.yaml), or None."""
-    v = SpinnakerVersion(version).key
-    for line in load_data("halconfig", "kubectl.yaml")["lines"]:
-        if SpinnakerVersion(line["from"]).key <= v <= SpinnakerVersion(line["through"]).key:
-            return line["executable"]
-    return None
+    """The newest kubectl binary in clouddriver's image for this release, or None: the release guardrails table
+    (releases/guardrails.yaml, read by config.releases) is the one record of it."""
+    return releases.newest_kubectl(version)
 
 
 def clouddriver_local(cfg: SpinbootConfig) -> bytes:
@@ -78,7 +76,12 @@ def clouddriver_local(cfg: SpinbootConfig) -> bytes:
     if kubectl:
         data["kubernetes"] = {"kubectl": {"executable": kubectl}}
         lines.append(f"kubectl: {kubectl}, the newest in clouddriver's image for this release (the image's default "
-                     "kubectl is 1.22, outside kubectl's skew with current GKE; halconfig/kubectl.yaml).")
+                     "kubectl is 1.22, outside kubectl's skew with current GKE; releases/guardrails.yaml).")
+    if cfg.drift.managed_by_suffix:
+        # clouddriver labels what it deploys app.kubernetes.io/managed-by: spinnaker-SUFFIX (KubernetesManifestNamer
+        # reads kubernetes.v2.managed-by-suffix; KubernetesManifestLabeler, spinnaker-release-2026.2.3): docs/drift.md.
+        data.setdefault("kubernetes", {})["v2"] = {"managed-by-suffix": cfg.drift.managed_by_suffix}
+        lines.append(f"managed-by suffix: {cfg.drift.managed_by_suffix} (spinboot drift tells installs apart by it).")
     if cfg.registries:
         lines.append("Per-account registry polling (set by configure.sh):")
         for r in cfg.registries:
