@@ -12,16 +12,22 @@ from pathlib import Path
 from ..config.model import SpinbootConfig
 from .deploy_engine import ENGINES
 from .gcp import render_gcp
+from .kustomize import settings as kustomize_settings, tree as kustomize_tree
 from .rbac import render_rbac
 
 MANIFEST = "MANIFEST.json"
 EXECUTABLE = {"halconfig/configure.sh"}
 
 
-def render_all(cfg: SpinbootConfig, engine: str = "halyard") -> dict[str, bytes]:
-    """Relative path → content of every artifact, manifest included. Pure and deterministic."""
+def render_all(cfg: SpinbootConfig, engine: str | None = None, base_dir: Path | None = None) -> dict[str, bytes]:
+    """Relative path → content of every artifact, manifest included. Pure and deterministic. ``engine``: default
+    spinnaker.engine; ``base_dir``: spinboot.yaml's directory (the kustomize customizations are relative to it)."""
+    engine = engine or kustomize_settings.engine(cfg)
     files: dict[str, bytes] = {}
-    files.update(ENGINES[engine].render(cfg))
+    if engine == "kustomize":
+        files.update({rel: body.encode() for rel, body in kustomize_tree(cfg, base_dir).items()})
+    else:
+        files.update(ENGINES[engine].render(cfg))
     files.update(render_rbac(cfg))
     files.update(render_gcp(cfg))
     files = dict(sorted(files.items()))

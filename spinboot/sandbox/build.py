@@ -30,20 +30,20 @@ GONOSUMDB/GOSUMDB=off is needed.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 import tomllib
 from pathlib import Path
-from typing import Callable, Iterator
+
+from .. import gobuild
+# The Go handling is shared with the renderer's kustomize build (spinboot/gobuild.py); the old names stay.
+from ..gobuild import Log, find_go, noop as _noop  # noqa: F401  (find_go is part of this module's interface)
 
 VERSIONS_FILE = Path(__file__).with_name("versions.toml")
 # Tables of versions.toml that feed this builder (and nothing else does): the cache key hashes only these.
@@ -73,13 +73,6 @@ import (
 
 func main() { etcdmain.Main(os.Args) }
 """
-
-Log = Callable[[str], None]
-
-
-def _noop(_: str) -> None:
-    pass
-
 
 def cache_root() -> Path:
     """Cache root outside the checkout; overridable so CI can point it at a persistent volume."""
@@ -114,14 +107,6 @@ def _complete(d: Path) -> dict[str, Path] | None:
     if not all(p.is_file() for p in assets.values()):
         return None
     return paths | assets
-
-
-def find_go() -> str:
-    """Any Go will do as launcher: GOTOOLCHAIN makes it run (or fetch) the pinned toolchain."""
-    for cand in (os.environ.get("SPINBOOT_GO"), shutil.which("go"), "/usr/local/go/bin/go"):
-        if cand and Path(cand).is_file():
-            return cand
-    raise RuntimeError("no Go toolchain found: install Go or set SPINBOOT_GO")
 
 
 def ensure_binaries(log: Log = _noop, pins: dict | None = None) -> dict[str, Path]:
@@ -166,62 +151,21 @@ def ensure_binaries(log: Log = _noop, pins: dict | None = None) -> dict[str, Pat
     return done
 
 
-@contextlib.contextmanager
-def _locked(path: Path, log: Log) -> Iterator[None]:
-    with path.open("a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log(f"waiting for another build holding {path}")
-            fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+def _locked(path: Path, log: Log):
+    return gobuild.locked(path, log)
 
 
 def _go_env(pins: dict, tmp: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        GOTOOLCHAIN=f"{pins['go']['toolchain']}+auto",
-        CGO_ENABLED="0",
-        GOFLAGS="-buildvcs=false",
-        GOWORK="off",
-        # Module/proxy/sumdb settings are Go's defaults; see the module docstring for why they suffice.
-        GOPROXY=os.environ.get("GOPROXY", "https://proxy.golang.org,direct"),
-        TMPDIR=str(tmp),
-    )
-    return env
+    return gobuild.go_env(pins["go"]["toolchain"], tmp)
 
 
 def _run(args: list[str], cwd: Path, env: dict, out, log: Log, capture: bool = False) -> str:
-    """Run a go command with its output streamed to the build log; raise with the log tail on failure.
-    ``capture``: return stdout (JSON, a version) and send only stderr (progress) to the log."""
-    out.write(f"\n$ (cd {cwd} && {' '.join(args)})\n")
-    out.flush()
-    if capture:
-        proc = subprocess.run(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=out, text=True)
-        if proc.returncode:
-            raise RuntimeError(f"{' '.join(args[:3])} failed (exit {proc.returncode}) in {cwd}; see {out.name}")
-        return proc.stdout
-    proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    captured: list[str] = []
-    assert proc.stdout
-    for line in proc.stdout:
-        out.write(line)
-        out.flush()
-        captured.append(line)
-    rc = proc.wait()
-    if rc:
-        tail = "".join(captured[-30:])
-        raise RuntimeError(f"{' '.join(args[:3])} failed (exit {rc}) in {cwd}; see {out.name}\n{tail}")
-    return "".join(captured)
+    return gobuild.run(args, cwd, env, out, log, capture)
 
 
 def _module_gomod(go: str, mod: str, env: dict, out, log: Log, cwd: Path) -> str:
     """Download a module version and return its go.mod text (to learn kubernetes' staging modules)."""
-    info = json.loads(_run([go, "mod", "download", "-json", mod], cwd, env, out, log, capture=True))
-    return Path(info["GoMod"]).read_text()
+    return Path(gobuild.module_download(go, mod, env, out, cwd, log)["GoMod"]).read_text()
 
 
 def staging_modules(gomod: str) -> list[str]:
