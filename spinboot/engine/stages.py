@@ -6,6 +6,9 @@
                           └─ cluster ── iam:workload-identity ── halyard
     rbac:<target> (one per target, in parallel) ─────────────────┘
 
+Under the kustomize engine (docs/engines.md) the last step is ``spinnaker`` instead of ``halyard``, with the same
+inputs: spinboot builds the rendered kustomize tree and server-side applies it (spinboot/kube/kustomize_apply.py).
+
 Pub/Sub, IAM, storage, registry access and every target's RBAC proceed while the cluster is being created; Halyard
 waits only for what it needs (echo needs its subscriptions before it starts; Halyard validates registry accounts by
 reading them; Halyard needs the target kubeconfigs).
@@ -22,12 +25,13 @@ from ..config.model import SpinbootConfig, Target
 from ..gcp import artifactregistry as gcp_ar, gke, iam as gcp_iam, pubsub as gcp_pubsub, storage as gcp_storage
 from ..gcp.clients import GoogleClients
 from ..kube import access
-from ..kube.halyard import BUNDLE_DIR, HalyardError, apply_halyard, pod_name, wait_rollout
+from ..kube.halyard import BUNDLE_DIR, AbsentCluster, HalyardError, apply_halyard, pod_name, wait_rollout
 from ..kube.lock import DEFAULT_TIMEOUT_SECONDS, LeaseLock, wait_for_leftover
 from ..kube.resources import Kube, KubeError
-from ..kube.targets import apply_target
+from ..kube.targets import apply_target, read_record, record_manifest, target_record
 from ..render import render_all
-from ..render.gcp import bindings_for, iam_spec
+from ..render import gcp as render_gcp
+from ..render.gcp import bindings_for
 from .graph import Step, StepContext
 
 STAGES = ("cluster", "rbac", "pubsub", "halyard")
@@ -44,6 +48,7 @@ class RunOptions:
     allow_delete: bool = False   # deletions need --yes (plan only reports them)
     prune: bool = False          # remove the RBAC of targets no longer in the file
     lock_timeout: float | None = None   # seconds to wait for the Spinnaker cluster's lock (None: the default)
+    reprove: bool = False        # ask the RBAC proof even if nothing that can reach Spinnaker's account changed
 
 
 @dataclass
@@ -57,10 +62,10 @@ class Shared:
 
 
 class Stages:
-    def __init__(self, cfg: SpinbootConfig, clients: GoogleClients, opts: RunOptions):
+    def __init__(self, cfg: SpinbootConfig, clients: GoogleClients, opts: RunOptions, base_dir=None):
         self.cfg, self.clients, self.opts = cfg, clients, opts
         self.shared = Shared()
-        self.files = render_all(cfg)
+        self.files = render_all(cfg, base_dir=base_dir)   # base_dir: spinboot.yaml's (kustomize customizations)
 
     # --- access -----------------------------------------------------------------------------------------------
 
@@ -81,19 +86,18 @@ class Stages:
         """Spinnaker's Google service account and, when the cluster is in scope, the nodes' minimal one with its
         single project role (it must exist before the node pool that runs as it)."""
         def run(ctx: StepContext) -> list[Change]:
-            spec = iam_spec(self.cfg)
-            accounts = [spec["serviceAccount"]] + ([spec["nodeServiceAccount"]] if with_nodes else [])
+            spec = render_gcp.iam_spec(self.cfg)   # gcp/iam.yaml
+            accounts = [spec.service_account] + ([spec.node_service_account] if with_nodes else [])
             changes = []
             for sa in accounts:
                 ch = gcp_iam.ensure_service_account(self.clients.iam, sa, self.opts.dry_run)
                 if ch.action == "create" and not self.opts.dry_run:
-                    gcp_iam.wait_for_service_account(self.clients.iam,
-                                                     f"projects/{sa['project']}/serviceAccounts/{sa['email']}")
+                    gcp_iam.wait_for_service_account(self.clients.iam, sa.name)
                 changes.append(ch)
             if with_nodes:
                 # A node service account made above may not be known to IAM policies yet: ensure_bindings waits.
                 changes += gcp_iam.ensure_bindings(lambda res: gcp_iam.GrpcPolicy(self.clients.projects, res),
-                                                   bindings_for(self.cfg, "resourcemanager"), self.opts.dry_run,
+                                                   spec.for_service("resourcemanager"), self.opts.dry_run,
                                                    progress=ctx.progress)
             return changes
         return run
@@ -104,11 +108,14 @@ class Stages:
         return changes
 
     def pubsub(self, ctx: StepContext) -> list[Change]:
-        changes = gcp_pubsub.ensure_pubsub(self.clients.publisher, self.clients.subscriber, self.cfg, self.opts.dry_run)
+        """gcp/pubsub.yaml and the Pub/Sub grants of gcp/iam.yaml, applied from the same specs they render."""
+        spec = render_gcp.pubsub_spec(self.cfg)
+        changes = gcp_pubsub.ensure_pubsub(self.clients.publisher, self.clients.subscriber, spec,
+                                           render_gcp.iam_spec(self.cfg).for_service("pubsub"), self.opts.dry_run)
         if self.opts.verify_pubsub and not self.opts.dry_run:
-            for r in self.cfg.registries:
-                seconds = gcp_pubsub.verify_delivery(self.clients.publisher, self.clients.subscriber, r)
-                ctx.progress(f"{gcp_pubsub.subscription_path(r)}: test message delivered in {seconds:.2f} s")
+            for sub in spec.subscriptions:
+                seconds = gcp_pubsub.verify_delivery(self.clients.publisher, self.clients.subscriber, sub)
+                ctx.progress(f"{sub.name}: test message delivered in {seconds:.2f} s")
         return changes
 
     def storage(self, ctx: StepContext) -> list[Change]:
@@ -123,7 +130,10 @@ class Stages:
         # The sandbox's storage emulator reports one fixed project number for every bucket, so the owner check
         # would compare against nothing real there.
         owner_check = None if self.clients.sandbox else project_number
-        return gcp_storage.ensure_bucket(self.clients.storage, self.cfg, self.opts.dry_run, owner_check)
+        # gcp/storage.yaml and the bucket's grants in gcp/iam.yaml, applied from the same specs they render.
+        return gcp_storage.ensure_bucket(self.clients.storage, render_gcp.storage_spec(self.cfg),
+                                         render_gcp.iam_spec(self.cfg).for_service("storage"), self.opts.dry_run,
+                                         owner_check)
 
     def cluster(self, ctx: StepContext) -> list[Change]:
         def node_count(a: gke.ClusterAccess) -> int:
@@ -145,10 +155,8 @@ class Stages:
             cluster = self.target_cluster(t)
             kube = Kube(cluster.api_client(), t.name)
             result = apply_target(kube, t, cluster.endpoint, dry_run=self.opts.dry_run,
-                                  allow_delete=self.opts.allow_delete)
-            if result.proof:
-                ctx.report("proof", checks=result.proof)
-                ctx.progress(f"least privilege proven: {len(result.proof)} access reviews as expected")
+                                  allow_delete=self.opts.allow_delete, reprove=self.opts.reprove,
+                                  progress=ctx.progress, report=ctx.report)   # says whether it proved, and why
             if result.kubeconfig is not None:
                 with self.shared.lock:
                     self.shared.kubeconfigs[t.name] = result.kubeconfig
@@ -160,14 +168,8 @@ class Stages:
         if a is None and not self.opts.dry_run:
             raise HalyardError("the Spinnaker cluster cannot be reached yet (see the cluster step: blocked or "
                                "not created), so Halyard was not deployed")
-        if a is None:  # plan before the cluster exists: everything would be created
-            from ..render.halyard import halyard_manifests
-
-            return [Change("create", o["kind"], o["metadata"]["name"], o["metadata"].get("namespace"))
-                    for docs in halyard_manifests(self.cfg).values() for o in docs] + \
-                   [Change("create", "Halyard configuration", "configure.sh", self.cfg.spinnaker.halyard.namespace,
-                           "run configure.sh; then hal deploy apply")]
-        kube = Kube(a.api_client(), "spinnaker")
+        # A plan before the cluster exists (or has an endpoint) is the same computation against an empty cluster.
+        kube = AbsentCluster() if a is None else Kube(a.api_client(), "spinnaker")
         kubeconfigs = dict(self.shared.kubeconfigs)   # plan: from the tokens already issued (apply_target)
         # A grant made moments ago takes minutes to apply; Halyard validates registry accounts by using it.
         iam_wait = IAM_PROPAGATION_SECONDS if self.shared.granted_registry_access else 0
@@ -199,9 +201,43 @@ class Stages:
                               DEFAULT_TIMEOUT_SECONDS if self.opts.lock_timeout is None else self.opts.lock_timeout)
             return run(False)
 
+    def spinnaker(self, ctx: StepContext) -> list[Change]:
+        """The kustomize engine's step (spinboot/kube/kustomize_apply.py): the render's kustomize/ tree built by the
+        real kustomize, the target kubeconfig Secret added, applied in waves under the cluster's lock. Planned
+        first, so a run with nothing to change takes no lock and writes nothing."""
+        from ..kube import kustomize_apply as ka
+
+        built = ka.build_objects(self.files, log=ctx.progress)   # render_all's kustomize/ tree (this engine's)
+        kubeconfigs = dict(self.shared.kubeconfigs) if self.cfg.targets else {}
+        objs = ka.desired(self.cfg, built, kubeconfigs)
+        a = self.shared.spinnaker
+        if a is None and not self.opts.dry_run:
+            raise KubeError("the Spinnaker cluster cannot be reached yet (see the cluster step: blocked or not "
+                            "created), so Spinnaker was not deployed")
+        # A plan before the cluster exists (or has an endpoint) is the same computation against an empty cluster.
+        kube = AbsentCluster() if a is None else Kube(a.api_client(), "spinnaker")
+        # The record of targets --prune reads (spinboot.kube.targets), kept as the Halyard step keeps it.
+        ns = self.cfg.spinnaker.state_namespace
+        objs.append(record_manifest(ns, {**read_record(kube, ns), **target_record(self.cfg.targets)}))
+
+        def run(dry_run: bool) -> list[Change]:
+            return ka.apply_objects(kube, self.cfg, objs, dry_run=dry_run, allow_delete=self.opts.allow_delete,
+                                    progress=ctx.progress)
+
+        if self.opts.dry_run:
+            return run(True)
+        planned = run(True)
+        if not any(c.mutating for c in planned):
+            ka.wait_rollout(kube, [o for o in objs if o["kind"] in ka.WORKLOADS], ctx.progress)
+            return planned
+        if kube.get(f"/api/v1/namespaces/{ns}") is None:   # the Lease lives there: a first install makes it first
+            kube.apply(next(o for o in objs if o["kind"] == "Namespace" and o["metadata"]["name"] == ns))
+        with self._lock(kube, ctx):
+            return run(False)
+
     def _lock(self, kube: Kube, ctx: StepContext) -> LeaseLock:
         """The Spinnaker cluster's lock (spinboot.kube.lock); waiting for it is this step's progress."""
-        return LeaseLock(kube, self.cfg.spinnaker.halyard.namespace, operation=f"{ctx.step.name} step",
+        return LeaseLock(kube, self.cfg.spinnaker.state_namespace, operation=f"{ctx.step.name} step",
                          timeout=self.opts.lock_timeout, progress=ctx.progress, report=ctx.report)
 
     # --- graphs -----------------------------------------------------------------------------------------------
@@ -217,7 +253,7 @@ class Stages:
         a = gke.access_of(live)
         spin = Kube(access.Cluster("spinnaker", a.endpoint, a.ca_pem, token=self.clients.access_token).api_client(),
                     "spinnaker")
-        hns = self.cfg.spinnaker.halyard.namespace
+        hns = self.cfg.spinnaker.state_namespace
         current = {t.name for t in self.cfg.targets}
 
         def prune(record: dict) -> list[Change]:
@@ -278,8 +314,25 @@ class Stages:
                                 (sa, "cluster")))
                 deps += ["cluster", "iam:workload-identity"]
             deps += [s.name for s in rbac] + (["pubsub"] if any(s.name == "pubsub" for s in out) else [])
-            out.append(Step("halyard", "Halyard and Spinnaker", self.halyard, tuple(deps)))
+            if engine_of(self.cfg) == "kustomize":   # the same inputs; spinboot applies the build itself
+                out.append(Step("spinnaker", "Spinnaker (kustomize build, server-side apply)", self.spinnaker,
+                                tuple(deps)))
+            else:
+                out.append(Step("halyard", "Halyard and Spinnaker", self.halyard, tuple(deps)))
         return out
+
+
+def engine_of(cfg: SpinbootConfig) -> str:
+    """``spinnaker.engine``; absent, kustomize from 2026.1.0 on and halyard before (docs/engines.md). A model
+    without the field (before the kustomize engine's config) means halyard."""
+    if "engine" not in type(cfg.spinnaker).model_fields:
+        return "halyard"
+    engine = getattr(cfg.spinnaker, "engine", None)
+    if engine:
+        return str(getattr(engine, "value", engine))
+    from ..config.names import SpinnakerVersion
+
+    return "kustomize" if SpinnakerVersion(cfg.spinnaker.version).halyard_unsupported else "halyard"
 
 
 def _count_nodes(kube: Kube, pool: str) -> int:

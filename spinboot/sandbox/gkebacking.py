@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from . import kube
@@ -72,8 +73,45 @@ def create(state_dir: str, name: str, token: str) -> dict:
         host = register(os.environ[GKE_ADMIN_ENV], name, ns, HALYARD_KSA)
         env.update(GCE_METADATA_HOST=host, GCE_METADATA_IP=host, GCE_METADATA_ROOT=host)
     _ensure_volumes(cluster)
+    _ensure_gke_crds(cluster)
     cluster.add_exec(ns, pod, env=env, workdir=home, commands={"hal": launcher_dir() / "hal"}, name="spinboot-halyard")
     return {**cluster.info(), "api_server": cluster.endpoint}
+
+
+# The custom resources every GKE cluster serves for Ingress (GKE installs their CRDs itself): BackendConfig
+# (kubernetes/ingress-gce, pkg/apis/backendconfig) and ManagedCertificate (GoogleCloudPlatform/gke-managed-certs).
+# Their fields are checked before apply by spinboot.render.kustomize_build.GKE_SCHEMAS; here they only need to exist.
+GKE_CRDS = (("cloud.google.com", "v1", "BackendConfig", "backendconfigs"),
+            ("networking.gke.io", "v1", "ManagedCertificate", "managedcertificates"))
+
+
+def _ensure_gke_crds(cluster: "kube.KubeCluster") -> None:
+    from kubernetes import client, config
+
+    api = client.ApiextensionsV1Api(config.new_client_from_config(config_file=str(cluster.admin_kubeconfig_path)))
+    for group, version, kind, plural in GKE_CRDS:
+        body = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                "metadata": {"name": f"{plural}.{group}"},
+                "spec": {"group": group, "scope": "Namespaced",
+                         "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
+                         "versions": [{"name": version, "served": True, "storage": True,
+                                       "subresources": {"status": {}},
+                                       "schema": {"openAPIV3Schema": {
+                                           "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]}}
+        try:
+            api.create_custom_resource_definition(body)
+        except client.exceptions.ApiException as exc:
+            if exc.status != 409:
+                raise
+    deadline = time.monotonic() + 30
+    names = {f"{plural}.{group}" for group, _, _, plural in GKE_CRDS}
+    while time.monotonic() < deadline:
+        ready = {c.metadata.name for c in api.list_custom_resource_definition().items
+                 if any(cond.type == "Established" and cond.status == "True" for cond in (c.status.conditions or []))}
+        if names <= ready:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"GKE's CRDs were not established in 30 s: {sorted(names)}")
 
 
 def _ensure_volumes(cluster: "kube.KubeCluster", count: int = 4) -> None:

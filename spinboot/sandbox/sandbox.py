@@ -23,6 +23,7 @@ set and the role table halconfig/iam-roles.yaml, written as ``iam-roles.json`` (
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import secrets
@@ -84,12 +85,11 @@ class StorageEmulator:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.stop()
         port = _free_port()
-        exe = shutil.which("gcp-storage-emulator", path=os.pathsep.join([str(Path(sys.executable).parent),
-                                                                         os.environ.get("PATH", "")]))
-        if not exe:
+        if importlib.util.find_spec("gcp_storage_emulator") is None:
             raise RuntimeError("gcp-storage-emulator is not installed (pip install 'spinboot[sandbox]')")
         with self.log_path.open("ab") as log:
-            proc = subprocess.Popen([exe, "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory"],
+            # spinboot.sandbox.storage_emulator: the emulator with Cloud Storage's bucket-insert semantics.
+            proc = subprocess.Popen([sys.executable, "-m", "spinboot.sandbox.storage_emulator", "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory"],
                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True)
         self.proc = proc
@@ -121,6 +121,50 @@ class StorageEmulator:
         self.pid_path.unlink(missing_ok=True)
 
 
+class SpinnakerController:
+    """Spinnaker's side for the kustomize engine (spinboot/sandbox/spinnaker/controller.py): plays each service's
+    startup when its pod starts, in every sandbox cluster. Its own session, like the other servers."""
+
+    def __init__(self, state_dir: Path, clusters_dir: Path, endpoints: Path):
+        self.state_dir, self.clusters_dir, self.endpoints = state_dir, clusters_dir, endpoints
+        self.pid_path = state_dir / "controller.pid"
+        self.log_path = state_dir / "controller.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, detach: bool = False) -> "SpinnakerController":
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.state_dir, 0o700)
+        self.stop()
+        env = {**os.environ, "PYTHONPATH": _source_root()}
+        env.pop("KUBECONFIG", None)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "spinboot.sandbox.spinnaker.controller", "--clusters-dir",
+                 str(self.clusters_dir), "--endpoints", str(self.endpoints)]
+                + ([] if detach else ["--parent-pid", str(os.getpid())]),
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+        self.pid_path.write_text(str(self.proc.pid))
+        return self
+
+    def stop(self) -> None:
+        try:
+            pid = int(self.pid_path.read_text())
+        except (OSError, ValueError):
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGTERM)
+            for _ in range(30):
+                if self.proc is not None and self.proc.pid == pid and self.proc.poll() is not None:
+                    break
+                os.kill(pid, 0)
+                time.sleep(0.1)
+            os.killpg(pid, signal.SIGKILL)
+        if self.proc is not None:
+            with contextlib.suppress(Exception):
+                self.proc.wait(5)
+        self.pid_path.unlink(missing_ok=True)
+
+
 class Sandbox:
     def __init__(self, state_dir: str | os.PathLike | None = None, gke_latency_s: float = 2.0,
                  log: Callable[[str], None] = lambda m: None, detach: bool = False,
@@ -142,6 +186,8 @@ class Sandbox:
         # stand-in and so for the gkebacking commands it runs. Storage always has its proxy (it enforces IAM).
         self.fault_proxies = kube.fault_proxies_enabled() if fault_proxies is None else fault_proxies
         self.storage_proxy: FaultProxy | None = None
+        self.controller = SpinnakerController(self.dir / "spinnaker-controller", self.clusters_dir,
+                                              self.dir / "endpoints.json")
 
     # --- lifecycle ----------------------------------------------------------------------------------------------
 
@@ -195,11 +241,14 @@ class Sandbox:
 
                     atexit.unregister(server.stop)
         self._write_endpoints()
+        # Spinnaker's side for the kustomize engine; the hal stand-in plays it for the Halyard engine.
+        self.controller.start(self.detach)
         self.log(f"sandbox up in {self.dir}")
         return self
 
     def down(self) -> None:
         """Stop everything this state directory knows about, even what a killed run left behind."""
+        self.controller.stop()
         proxy = self.storage_proxy or FaultProxy(self.dir / "storage-proxy", upstream="")
         with contextlib.suppress(Exception):
             proxy._reap_stale() if proxy.proc is None else proxy.stop()
