@@ -45,8 +45,8 @@ class _Group(TyperGroup):
                 Reporter(OutputFormat.json).error(exc.format_message(), code="usage",
                                                   fix="see spinboot --help, or the command's --help")
             raise
-        except (typer.Exit, typer.Abort, _click.exceptions.ClickException):
-            raise
+        except (typer.Exit, typer.Abort, _click.exceptions.ClickException, BrokenPipeError):
+            raise   # click ends a broken pipe (`spinboot ... | head`) quietly, as Unix tools do
         except Exception as exc:
             if os.environ.get(errors.DEBUG_ENV):
                 raise
@@ -68,6 +68,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+# The RBAC proof runs when something that can reach Spinnaker's account changed since the last one (its
+# fingerprint, spinboot.kube.targets); --reprove asks it regardless.
+ReproveOpt = Annotated[bool, typer.Option(
+    "--reprove", help="Ask the RBAC least-privilege proof in every target even if no binding or role that can reach "
+                      "Spinnaker's account changed since the last proof.")]
 
 def _version(value: bool) -> None:
     if value:
@@ -107,15 +113,28 @@ def version_command(output: OutputOpt = OutputFormat.text) -> None:
 def init(
     path: Annotated[Path, typer.Argument(help="Where to write the starter file.")] = Path("spinboot.yaml"),
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    engine: Annotated[str, typer.Option("--engine", help="kustomize (the supported install, default) or halyard "
+                                                         "(existing Halyard installs).")] = "kustomize",
     output: OutputOpt = OutputFormat.text,
 ) -> None:
     """Write a commented starter spinboot.yaml that validates."""
     rep = Reporter(output)
+    if engine not in ("kustomize", "halyard"):
+        rep.error(f"--engine {engine!r} is not an engine (allowed: kustomize or halyard)")
+        raise typer.Exit(EXIT_BAD_INPUT)
     if path.exists() and not force:
         rep.error(f"{path} already exists; nothing was written (allowed: a new path, or --force to overwrite)",
                   file=str(path))
         raise typer.Exit(EXIT_BAD_INPUT)
     starter = (Path(__file__).resolve().parent.parent / "config" / "starter.yaml").read_bytes()
+    if engine == "halyard":
+        # The starter is written for kustomize; a Halyard install names the engine and its pod instead.
+        starter = starter.replace(b"  engine: kustomize ", b"  engine: halyard   ", 1).replace(
+            b"  # halyard: {namespace: halyard, image: ghcr.io/spinnaker/halyard:2026.2.3}   # engine: halyard only",
+            b"  halyard: {namespace: halyard}    # image: ghcr.io/spinnaker/halyard:<version> unless set; pin what you tested",
+            1)
+        for key in (b"  redis: ", b"  services: "):
+            starter = starter.replace(key, b"  # " + key[2:], 1)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(starter)
     rep.event("written", f"wrote {path}: edit it, then run: spinboot validate -c {path}", file=str(path))
@@ -163,11 +182,22 @@ def render(
 
     rep = Reporter(OutputFormat(output))
     loaded = load_or_exit(config, rep)
-    files = render_all(loaded.config)
+    files = render_all(loaded.config, base_dir=loaded.path.parent)  # customizations are relative to the file
     problems = check_bundle(files)
     if problems:  # a bug in spinboot, not in the file: say so plainly and write nothing
         for p in problems:
             rep.error(f"internal check failed: {p}")
+        raise typer.Exit(EXIT_FAILED)
+    from ..render import kustomize_build as kb  # the kustomize engine's tree, built and validated (engines.md)
+    try:
+        files = kb.with_rendered(files, log=lambda s: rep.event("kustomize", None, message=s))
+    except (kb.BuildError, kb.InvalidObjects) as exc:
+        for p in getattr(exc, "problems", None) or [str(exc)]:
+            rep.error(p, code="kustomize-build" if isinstance(exc, kb.BuildError) else "invalid-object")
+        rep.error(f"nothing was written to {out}", dir=str(out))
+        raise typer.Exit(EXIT_BAD_INPUT)
+    except kb.KustomizeError as exc:
+        rep.error(str(exc), code="kustomize-unavailable", fix="install Go (or set SPINBOOT_KUSTOMIZE)")
         raise typer.Exit(EXIT_FAILED)
     try:
         write_bundle(files, out)
@@ -197,6 +227,11 @@ def summarize(cfg: SpinbootConfig, files: dict[str, bytes]) -> str:
     for r in cfg.registries:
         lines.append(f"  registry    {r.name}: projects/{r.project}/subscriptions/{r.subscription.name} on topic gcr, "
                      f"polling {r.address} every {r.cache_interval_seconds} s")
+    if "halconfig/configure.sh" not in files:   # the kustomize engine
+        tree = [f for f in files if f.startswith("kustomize/")]
+        lines[1] = f"  spinnaker   {cfg.spinnaker.version} in namespace {cfg.spinnaker.namespace}, kustomize engine"
+        lines.append(f"  kustomize   {len(tree)} files under kustomize/, built by the pinned kustomize")
+        return "\n".join(lines)
     hal_lines = sum(1 for line in files["halconfig/configure.sh"].decode().splitlines() if line.lstrip().startswith("hal "))
     lines.append(f"  configure.sh {hal_lines} hal commands, each checked against Halyard's grammar")
     return "\n".join(lines)
@@ -229,7 +264,8 @@ def run_stages(config: Path, output: OutputFormat, sandbox: bool, stages: tuple[
                       f"{', '.join(t.name for t in loaded.config.targets)})")
             raise typer.Exit(EXIT_BAD_INPUT)
     clients = make_clients(sandbox, rep)
-    st = Stages(loaded.config, clients, RunOptions(dry_run=dry_run, allow_delete=yes or dry_run, **opts))
+    st = Stages(loaded.config, clients, RunOptions(dry_run=dry_run, allow_delete=yes or dry_run, **opts),
+                base_dir=loaded.path.parent)   # kustomize customizations are relative to the file
     with RunView(rep, verb) as view:
         results = run_graph(st.steps(stages), view)
     failed, mutating = summarize(rep, verb, results, dry_run)
@@ -258,62 +294,111 @@ def _records(results) -> list[dict]:
 def plan(config: ConfigOpt = Path("spinboot.yaml"), output: OutputOpt = OutputFormat.text, sandbox: SandboxOpt = False,
          detailed_exitcode: Annotated[bool, typer.Option("--detailed-exitcode",
                                                          help="Exit 3 when there are changes, 0 when none.")] = False,
-         out: Annotated[Path | None, typer.Option(
-             "--out", help="Save the plan to this file (mode 0600): `spinboot apply FILE` then does exactly these "
-                           "changes, or refuses if live state moved.")] = None,
+         out: Annotated[str | None, typer.Option(
+             "--out", metavar="FILE|gs://BUCKET/OBJECT",
+             help="Save the plan to this file (mode 0600) or Cloud Storage object: `spinboot apply FILE` then does "
+                  "exactly these changes, or refuses if live state moved.")] = None,
+         reprove: ReproveOpt = False,
          ) -> None:
     """Read live state and show what apply would change; changes nothing."""
     from ..engine import savedplan
 
+    rep = Reporter(output)
+    if out and savedplan.is_gcs(out):
+        try:   # a malformed location is bad input: said before anything is read
+            savedplan.split_gcs(out)
+        except savedplan.PlanFileError as exc:
+            rep.error(str(exc))
+            raise typer.Exit(EXIT_BAD_INPUT)
+
     def save(results) -> None:
-        saved = savedplan.write(out, str(config), config.read_text(), ALL_STAGES, _records(results))
-        Reporter(output).event("planfile", f"plan saved to {out} ({len(saved.mutating)} change(s)); apply it with: "
-                                             f"spinboot apply {out}", file=str(out), changes=len(saved.mutating))
+        storage = make_clients(sandbox, rep).storage if savedplan.is_gcs(out) else None
+        made_by = savedplan.provenance()
+        try:
+            saved = savedplan.write(out, str(config), config.read_text(), ALL_STAGES, _records(results),
+                                    storage=storage, made_by=made_by)
+        except savedplan.PlanFileError as exc:
+            rep.error(str(exc))
+            raise typer.Exit(EXIT_BAD_INPUT)
+        except savedplan.PlanStoreError as exc:
+            rep.error(f"{exc}; the plan above was not saved")
+            raise typer.Exit(EXIT_FAILED)
+        rep.event("planfile", f"plan saved to {out} ({len(saved.mutating)} change(s)); apply it with: "
+                              f"spinboot apply {out}", file=str(out), changes=len(saved.mutating), **made_by)
 
     run_stages(config, output, sandbox, ALL_STAGES, "plan", dry_run=True, detailed_exitcode=detailed_exitcode,
-               on_results=save if out else None)
+               on_results=save if out else None, reprove=reprove)
 
 
 @app.command()
-def apply(plan_file: Annotated[Path | None, typer.Argument(
-              help="A plan saved by `spinboot plan --out FILE`: apply exactly it (its own spinboot.yaml), or refuse "
-                   "if live state moved since.", show_default=False)] = None,
+def apply(ctx: typer.Context,
+          plan_file: Annotated[str | None, typer.Argument(
+              metavar="PLAN",
+              help="A plan saved by `spinboot plan --out FILE` (a file or gs://BUCKET/OBJECT): apply exactly it (its "
+                   "own spinboot.yaml; with --config, only if that is the file the plan was made from), or refuse if "
+                   "live state moved since.", show_default=False)] = None,
           config: ConfigOpt = Path("spinboot.yaml"), output: OutputOpt = OutputFormat.text, sandbox: SandboxOpt = False,
           yes: YesOpt = False,
           verify: Annotated[bool, typer.Option("--verify", help="Prove Pub/Sub delivery with a test message (see pubsub apply --verify).")] = False,
           lock_timeout: LockTimeoutOpt = None,
+          reprove: ReproveOpt = False,
           ) -> None:
     """Make live state match the file: every stage, in dependency order, in parallel where possible."""
     loaded = None
     if plan_file is not None:
-        loaded, yes = _check_saved_plan(plan_file, output, sandbox), True   # the plan showed its deletions
+        # --config given with a plan: the plan must have been made from that file (Cloud Build: the merged one).
+        expect = config if ctx.get_parameter_source("config") == _click.core.ParameterSource.COMMANDLINE else None
+        loaded, yes = _check_saved_plan(plan_file, output, sandbox, expect), True   # the plan showed its deletions
     cfg = run_stages(config, output, sandbox, ALL_STAGES, "apply", yes=yes, loaded=loaded,
-                     verify_pubsub=verify, lock_timeout=lock_timeout)
+                     verify_pubsub=verify, lock_timeout=lock_timeout, reprove=reprove)
     report_spinnaker(Reporter(output), cfg)
 
 
-def _check_saved_plan(plan_file: Path, output: OutputFormat, sandbox: bool):
-    """Read a saved plan and plan again against live state: the loaded config when nothing moved, else exit 1."""
+def _check_saved_plan(plan_file: str, output: OutputFormat, sandbox: bool, expect: Path | None = None):
+    """Read a saved plan (a file, or gs:// with the run's Storage client) and plan again against live state: the
+    loaded config when nothing moved, else exit 1. ``expect``: a spinboot file the plan must have been made from
+    (exit 2 otherwise)."""
     from ..config import ConfigError, load_config_bytes
     from ..engine import savedplan
     from ..engine.graph import run_graph
     from ..engine.stages import RunOptions, Stages
 
     rep = Reporter(output)
+    clients = None
     try:
-        saved = savedplan.read(plan_file)
+        if savedplan.is_gcs(plan_file):
+            savedplan.split_gcs(plan_file)   # bad input is said before credentials are looked for
+            clients = make_clients(sandbox, rep)
+        saved = savedplan.read(plan_file, storage=clients.storage if clients else None)
         loaded = load_config_bytes(saved.config_text.encode(), saved.config_name)
     except savedplan.PlanFileError as exc:
         rep.error(str(exc))
         raise typer.Exit(EXIT_BAD_INPUT)
+    except savedplan.PlanStoreError as exc:
+        rep.error(f"{exc}; nothing was applied")
+        raise typer.Exit(EXIT_FAILED)
     except ConfigError as exc:
         for p in exc.problems:
             rep.problem(p)
         raise typer.Exit(EXIT_BAD_INPUT)
-    rep.event("progress", f"{plan_file}: checking live state against the plan ({len(saved.mutating)} change(s))",
-              step="plan")
-    clients = make_clients(sandbox, rep)
-    results = run_graph(Stages(loaded.config, clients, RunOptions(dry_run=True, allow_delete=True)).steps(saved.stages),
+    if expect is not None:
+        try:
+            mine = expect.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            rep.error(f"{expect}: cannot read it to compare with the plan ({exc}); nothing was applied")
+            raise typer.Exit(EXIT_BAD_INPUT)
+        if mine != saved.config_text:
+            rep.error(f"{plan_file}: made from another spinboot file than {expect} (its {saved.config_name} differs); "
+                      "nothing was applied. Plan this file and apply that plan")
+            raise typer.Exit(EXIT_BAD_INPUT)
+    who = savedplan.describe_provenance(saved.made_by)
+    message = (f"{plan_file}: checking live state against the plan ({len(saved.mutating)} change(s)"
+               + (f", made by {who}" if who else "") + ")")
+    rep.event("progress", message, step="plan", message=message,
+              **({"madeBy": saved.made_by} if saved.made_by else {}))
+    clients = clients or make_clients(sandbox, rep)
+    results = run_graph(Stages(loaded.config, clients, RunOptions(dry_run=True, allow_delete=True),
+                                base_dir=loaded.path.parent).steps(saved.stages),
                         lambda e: None)
     failed = [n for n, r in results.items() if r.status != "done"]
     if failed:
@@ -348,8 +433,9 @@ def report_spinnaker(rep: Reporter, cfg: SpinbootConfig) -> None:
         out.print(f"  account      {a['name']}: {a['cluster']}, namespaces {', '.join(a['namespaces'])}", markup=False)
     for sub in subs:
         out.print(f"  subscription {sub}", markup=False)
-    out.print(f"  Deck         {s.exposure.ui_url}   (service spin-deck:9000 in {s.namespace})", markup=False)
-    out.print(f"  Gate         {s.exposure.api_url}   (service spin-gate:8084 in {s.namespace})", markup=False)
+    prefix = "spin-" if s.engine == "halyard" else ""   # Halyard names its Services spin-<svc>; the tree <svc>
+    out.print(f"  Deck         {s.exposure.ui_url}   (service {prefix}deck:9000 in {s.namespace})", markup=False)
+    out.print(f"  Gate         {s.exposure.api_url}   (service {prefix}gate:8084 in {s.namespace})", markup=False)
 
 
 def _stage_app(name: str, help_text: str) -> typer.Typer:
@@ -377,11 +463,11 @@ def rbac_apply(config: ConfigOpt = Path("spinboot.yaml"), output: OutputOpt = Ou
                cluster: Annotated[list[str], typer.Option("--cluster", help="Only this target (repeatable).")] = [],
                prune: Annotated[bool, typer.Option("--prune", help="Also remove spinboot's RBAC from targets that "
                                                                    "are no longer in the file.")] = False,
-               lock_timeout: LockTimeoutOpt = None,
+               lock_timeout: LockTimeoutOpt = None, reprove: ReproveOpt = False,
                ) -> None:
     """Apply Spinnaker's service account and namespace-scoped RBAC, mint kubeconfigs, prove least privilege."""
     run_stages(config, output, sandbox, ("rbac",), "rbac apply", yes=yes, only_targets=tuple(cluster), prune=prune,
-               lock_timeout=lock_timeout)
+               lock_timeout=lock_timeout, reprove=reprove)
 
 
 @pubsub_app.command("apply")
@@ -491,3 +577,5 @@ def sandbox_status(output: OutputOpt = OutputFormat.text) -> None:
 # Each lives in its own module with a register(app) function; one line each below.
 from . import ops_backup_destroy as _backup_destroy; _backup_destroy.register(app)  # noqa: E402
 from . import ops_status_doctor as _status_doctor; _status_doctor.register(app)  # noqa: E402
+from . import ops_drift as _drift; _drift.register(app)  # noqa: E402
+from . import ops_migrate as _migrate; _migrate.register(app)  # noqa: E402
