@@ -18,6 +18,7 @@ from kubernetes import client
 
 from spinboot.config.problems import secret_kind
 
+from ..test_cloudbuild import _step_script as cloudbuild_step_script
 from ..conftest import EXAMPLES, ROOT
 from .conftest import events
 from .invariants import run
@@ -28,10 +29,8 @@ PLANS = "acme-spinboot-plans"
 
 
 def _step_script(mode: str) -> str:
-    step = next(s for s in yaml.safe_load((ROOT / "cloudbuild.yaml").read_text())["steps"] if s["id"] == "spinboot")
-    script = step["args"][-1]
-    return (script.replace("${_MODE}", mode).replace("${_SPINBOOT_FILE}", "spinboot.yaml")
-            .replace("${_PLAN_BUCKET}", PLANS).replace("$$", "$"))
+    """The spinboot step's script as Cloud Build runs it (tests/test_cloudbuild.py fills the substitutions)."""
+    return cloudbuild_step_script(mode, bucket=PLANS, file="spinboot.yaml")
 
 
 def _step_env(build: str, trigger: str, commit: str) -> dict[str, str]:

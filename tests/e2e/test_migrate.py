@@ -26,6 +26,7 @@ from ..conftest import EXAMPLES
 from .invariants import run, run_until, spinboot_cmd
 
 CLUSTER = "spinnaker-m"
+BUCKET = "acme-spinnaker-m"
 NS, HNS = "spinnaker", "halyard"
 COMPONENT = "app.kubernetes.io/component"
 # Added by hand in the Halyard pod: one key to carry, one credential that must not be carried or printed.
@@ -37,6 +38,12 @@ COMPONENT_HEAD = "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\
 def _variant(src: Path, dest: Path, kustomize: bool) -> Path:
     doc = yaml.safe_load(src.read_text())
     doc["cluster"]["name"] = CLUSTER
+    # Google resources of its own (one bucket for both engines, as a migration keeps it), so the other tests in the
+    # same sandbox see only their own grants.
+    doc["spinnaker"]["serviceAccount"] = "spinnaker-m"
+    doc["spinnaker"]["storage"]["bucket"] = BUCKET
+    for r in doc.get("registries", []):
+        r.setdefault("subscription", {})["name"] = "spinnaker-m-gcr"
     if kustomize:
         doc["spinnaker"]["exposure"].pop("ingress", None)   # GKE's CRDs are not served by the sandbox
         doc["spinnaker"]["kustomize"] = {"customizations": "custom"}
@@ -310,4 +317,4 @@ def test_migrate_again_then_finish_removes_halyard(installed, files, env, api, e
     # The bucket stays (the storage stand-in still has it).
     from spinboot.gcp.clients import GoogleClients, SandboxEndpoints
 
-    assert GoogleClients(SandboxEndpoints.load(Path(env["SPINBOOT_SANDBOX"]))).storage.lookup_bucket("acme-spinnaker")
+    assert GoogleClients(SandboxEndpoints.load(Path(env["SPINBOOT_SANDBOX"]))).storage.lookup_bucket(BUCKET)
